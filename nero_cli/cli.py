@@ -1,0 +1,204 @@
+"""The ``nero`` command line: a thin typer shell over importable functions.
+
+Heavy imports (torch, pandas, matplotlib) happen inside the commands so that
+``nero --help`` is instant. User mistakes print one line on stderr and exit 2;
+``NERO_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="nero",
+    help="NERO evaluation: how far is a trained model from respecting a symmetry?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+list_app = typer.Typer(help="List the bundled sample models and data, or the transformation groups.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+
+
+def _stderr_console():  # noqa: ANN202
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; turn user errors into one line and an exit code."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        if os.environ.get("NERO_DEBUG"):
+            raise
+        _stderr_console().print("[red]nero: interrupted[/red]; nothing was written for this run")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001
+        from .errors import NeroError
+
+        if os.environ.get("NERO_DEBUG"):
+            raise
+        if isinstance(exc, NeroError):
+            _stderr_console().print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        if isinstance(exc, MemoryError):
+            _stderr_console().print("[bold red]error:[/bold red] out of memory; lower --batch-size or --limit", highlight=False)
+            raise typer.Exit(3) from None
+        _stderr_console().print(f"[bold red]internal error:[/bold red] {exc.__class__.__name__}: {exc} "
+                                "(this is a bug in nero; rerun with NERO_DEBUG=1 for the traceback)",
+                                highlight=False, soft_wrap=True)
+        raise typer.Exit(70) from None
+
+
+class _Bar:
+    """A rich progress bar on stderr: models × samples × elements, rate and ETA."""
+
+    def __init__(self, total: int, label: str = "evaluating"):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                           TimeRemainingColumn(), console=_stderr_console(), transient=False)
+        self._p.start()
+        self._task = self._p.add_task(label, total=total, rate="")
+
+    def advance(self, n: int) -> None:
+        speed = self._p.tasks[0].speed
+        self._p.update(self._task, advance=n, rate=f"{speed:,.0f} inputs/s" if speed else "")
+
+    def close(self) -> None:
+        self._p.stop()
+
+
+def _split(values: Optional[List[str]]) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
+@app.command()
+def evaluate(
+    models: List[str] = typer.Argument(..., metavar="MODEL...", help="Checkpoints (.pt TorchScript, .pt2 torch.export, pickled module with --trust-checkpoint), file.py:callable or package.module:callable (with --weights), or sample:NAME. Several are compared in one run."),
+    data: str = typer.Option(..., "--data", "-d", help=".npz (images, labels), an ImageFolder directory, or sample:mnist500."),
+    group: List[str] = typer.Option(..., "--group", "-g", help="Orbit spec NAME[:key=value,...], e.g. rotation:step=15; repeatable. See 'nero list groups'."),
+    out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
+    task: Optional[str] = typer.Option(None, "--task", help="classification (default, or from the model's sidecar JSON)."),
+    weights: Optional[List[str]] = typer.Option(None, "--weights", help="State dict (.pt/.pth weights_only, or .safetensors) for each factory model, in order."),
+    meta: Optional[List[str]] = typer.Option(None, "--meta", help="Sidecar JSON for each model, in order (default MODEL.json beside the checkpoint)."),
+    name: Optional[List[str]] = typer.Option(None, "--name", help="Display name for each model, in order (default: file stem)."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow unpickling whole pickled modules (this runs code from the file)."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="Per-channel MEAN,STD applied after the orbit transform (e.g. 0.1307,0.3081)."),
+    reference: str = typer.Option("auto", "--reference", help="labels (default when labels exist) or consensus."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N samples."),
+    classes: Optional[List[str]] = typer.Option(None, "--classes", help="Only these classes (ids or names), e.g. 3,5."),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Inputs per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (recorded in run.json)."),
+    plot_metric: str = typer.Option("confidence", "--plot-metric", help="confidence, accuracy or equivariance_error."),
+    plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots: worst:K, best:K (by mean confidence), ids like 3,17, or none."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
+) -> None:
+    """Evaluate models over transformation orbits; write NERO plots, CSV and JSON to a run directory."""
+
+    def work() -> None:
+        from .run import evaluate_run
+
+        result = evaluate_run(
+            models, data, group, out, task=task, weights=weights or [], meta=meta or [], names=name or [],
+            trust_checkpoint=trust_checkpoint, normalize=normalize, reference=reference, limit=limit,
+            classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
+            plot_samples=plot_samples, overwrite=overwrite, command=["nero", *sys.argv[1:]],
+            progress_factory=None if quiet else _Bar,
+        )
+        if not quiet:
+            _print_summary(result)
+
+    _guard(work)
+
+
+def _print_summary(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"NERO summary ({result.summary['n_samples']} samples, reference: {result.summary['reference']})")
+    cols = ["accuracy", "orbit_accuracy", "worst_case_accuracy", "mean_confidence", "equivariance_error", "orbit_spread"]
+    t.add_column("model")
+    t.add_column("group")
+    for c in cols:
+        t.add_column(c.replace("_", " "), justify="right")
+    for model, groups in result.summary["metrics"].items():
+        for grp, m in groups.items():
+            t.add_row(model, grp, *(f"{m[c]:.4f}" for c in cols))
+    console = Console()
+    console.print(t)
+    console.print(f"Run written to [bold]{result.out}[/bold] ({len(result.plots)} plot files in plots/)")
+
+
+@list_app.command("samples")
+def list_samples() -> None:
+    """The bundled sample models and data sets (use as sample:NAME)."""
+
+    def work() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        import sample_models
+
+        t = Table(title="Sample models (MODEL = sample:NAME)")
+        for c in ("name", "task", "input", "description"):
+            t.add_column(c)
+        for m in sample_models.SAMPLE_MODELS.values():
+            t.add_row(m.name, m.task, "x".join(map(str, m.input_shape)), m.description)
+        d = Table(title="Sample data (--data sample:NAME)")
+        d.add_column("name")
+        d.add_column("description")
+        for s in sample_models.SAMPLE_DATA.values():
+            d.add_row(s.name, s.description)
+        console = Console()
+        console.print(t)
+        console.print(d)
+
+    _guard(work)
+
+
+@list_app.command("groups")
+def list_groups() -> None:
+    """Every transformation group with its spec keys and defaults."""
+
+    def work() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from orbits import describe_groups
+
+        console = Console()
+        for g in describe_groups():
+            t = Table(title=f"{g['name']}: {g['summary']} (plot: {g['plot']})", title_justify="left")
+            t.add_column("key")
+            t.add_column("default")
+            t.add_column("meaning")
+            for k in g["keys"]:
+                choices = f" ({'|'.join(k['choices'])})" if k["choices"] else ""
+                default = "auto" if k["default"] is None else str(k["default"])
+                t.add_row(k["key"], default, k["help"] + choices)
+            console.print(t)
+        console.print("Spec syntax: NAME[:key=value,...], e.g. rotation:step=15,mask=circle")
+
+    _guard(work)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

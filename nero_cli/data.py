@@ -1,0 +1,238 @@
+"""Loading evaluation data for image tasks: ``.npz``, ImageFolder layout, ``sample:NAME``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class ImageData:
+    """Images ``(N, C, H, W)`` float32 in [0, 1], optional labels, and provenance."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    class_names: list[str] | None
+    source: str
+    sha256: str
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # original sample ids
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.index) != len(self.images):
+            self.index = np.arange(len(self.images), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    def subset(self, keep: np.ndarray) -> "ImageData":
+        keep_t = torch.as_tensor(keep, dtype=torch.long)
+        return ImageData(self.images[keep_t], None if self.labels is None else self.labels[keep_t], self.class_names,
+                         self.source, self.sha256, self.index[keep], {k: v[keep] for k, v in self.extras.items()})
+
+
+def _hash_arrays(*arrays: np.ndarray | None) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def to_nchw(images: np.ndarray, source: str, channels: int | None = None) -> np.ndarray:
+    """``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)`` to ``(N, C, H, W)``."""
+    if images.ndim == 3:
+        return images[:, None]
+    if images.ndim != 4:
+        raise DataError(f"{source}: 'images' must be (N, H, W), (N, C, H, W) or (N, H, W, C); found shape {images.shape}")
+    first, last = images.shape[1], images.shape[-1]
+    if channels is not None:
+        if first == channels:
+            return images
+        if last == channels:
+            return np.moveaxis(images, -1, 1)
+        raise DataError(f"{source}: the model expects {channels} channel(s), the images have shape {images.shape}")
+    if first in (1, 3, 4):
+        return images
+    if last in (1, 3, 4):
+        return np.moveaxis(images, -1, 1)
+    raise DataError(f"{source}: cannot tell the channel axis of shape {images.shape}; expected 1, 3 or 4 channels first or last")
+
+
+def normalise_pixels(images: np.ndarray, source: str) -> np.ndarray:
+    """uint8 0..255 or float in [0, 1] to float32 in [0, 1], refusing NaN/inf and other ranges."""
+    if images.size == 0:
+        raise DataError(f"{source}: no images (the array is empty)")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    if images.dtype.kind in "iu":
+        lo, hi = images.min(), images.max()
+        if lo >= 0 and hi <= 255:
+            return images.astype(np.float32) / 255.0
+        raise DataError(f"{source}: integer images must be 0..255, found {lo}..{hi}")
+    if images.dtype.kind != "f":
+        raise DataError(f"{source}: 'images' must be uint8 or float, found dtype {images.dtype}")
+    bad = ~np.isfinite(images)
+    if bad.any():
+        n = int(bad.reshape(len(images), -1).any(1).sum())
+        first = int(np.argmax(bad.reshape(len(images), -1).any(1)))
+        raise DataError(f"{source}: {n} image(s) contain NaN or inf (first: sample {first}); clean the data first")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        hint = "; divide by 255 or save as uint8" if hi > 1.5 else ""
+        raise DataError(f"{source}: float images must be in [0, 1], found {lo:g}..{hi:g}{hint}")
+    return np.clip(images, 0.0, 1.0).astype(np.float32)
+
+
+def _labels(arr: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
+    if arr is None:
+        return None
+    if arr.ndim != 1:
+        raise DataError(f"{source}: 'labels' must be (N,), found shape {arr.shape}")
+    if len(arr) != n:
+        raise DataError(f"{source}: {n} images but {len(arr)} labels; they must match")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DataError(f"{source}: 'labels' must be integer class ids, found non-integer floats")
+    elif arr.dtype.kind not in "iu":
+        raise DataError(f"{source}: 'labels' must be integer class ids, found dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if n and arr.min() < 0:
+        raise DataError(f"{source}: labels must be >= 0, found {arr.min()}")
+    return arr
+
+
+def load_npz(path: Path, channels: int | None = None, image_key: str = "images") -> tuple[dict[str, np.ndarray], str]:
+    """Open an ``.npz`` with ``allow_pickle=False`` and return its arrays."""
+    if not path.exists():
+        raise DataError(f"{path}: data file not found; check the path")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"{path}: holds a pickled object array; nero loads npz with allow_pickle=False "
+                            "(pickles can run code); save plain numeric arrays") from None
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - zipfile/format errors of a damaged file
+        raise DataError(f"{path}: not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
+    if image_key not in arrays:
+        raise DataError(f"{path}: no '{image_key}' array; found {', '.join(sorted(arrays)) or 'no arrays'}")
+    return arrays, _hash_arrays(*(arrays[k] for k in sorted(arrays)))
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None) -> ImageData:
+    raw = arrays["images"]
+    if len(raw) == 0:
+        raise DataError(f"{source}: no images (the array is empty)")
+    images = normalise_pixels(to_nchw(raw, source, channels), source)
+    labels = _labels(arrays.get("labels"), len(images), source)
+    names = [str(c) for c in arrays["class_names"].tolist()] if "class_names" in arrays else None
+    return ImageData(torch.from_numpy(np.ascontiguousarray(images)),
+                     None if labels is None else torch.from_numpy(labels), names, source, digest)
+
+
+def _load_folder(root: Path, channels: int | None) -> ImageData:
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: expected ImageFolder layout root/CLASS/*.png, found no class folders")
+    files: list[tuple[Path, int]] = []
+    for ci, cname in enumerate(classes):
+        for f in sorted((root / cname).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((f, ci))
+    if not files:
+        raise DataError(f"{root}: no image files (.png, .jpg, ...) in its class folders")
+    pics = []
+    for f, _ in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                pics.append(im.copy())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{f}: unreadable image ({exc.__class__.__name__}); remove or replace it") from None
+    gray = all(p.mode in ("L", "1", "I;16", "I", "F") for p in pics)
+    want = channels or (1 if gray else 3)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(want)
+    if mode is None:
+        raise DataError(f"{root}: the model expects {want} channels; images can give 1, 3 or 4")
+    arrs = [np.asarray(p.convert(mode)) for p in pics]
+    sizes = {a.shape[:2] for a in arrs}
+    if len(sizes) > 1:
+        raise DataError(f"{root}: images differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:3])}); "
+                        "resize them to one size first")
+    stack = np.stack(arrs)
+    if stack.ndim == 3:
+        stack = stack[:, None]
+    else:
+        stack = np.moveaxis(stack, -1, 1)
+    labels = np.array([c for _, c in files], dtype=np.int64)
+    digest = _hash_arrays(stack, labels)
+    return ImageData(torch.from_numpy(stack.astype(np.float32) / 255.0), torch.from_numpy(labels), classes, str(root), digest)
+
+
+def load_images(spec: str, channels: int | None = None) -> ImageData:
+    """Load ``--data``: an ``.npz``, an ImageFolder directory or ``sample:NAME``."""
+    if spec.startswith("sample:"):
+        import sample_models
+
+        key = spec.split(":", 1)[1]
+        if key not in sample_models.SAMPLE_DATA:
+            raise DataError(f"{spec}: no such sample data; available: {', '.join('sample:' + k for k in sample_models.SAMPLE_DATA)}")
+        path = sample_models.data_path(key)
+        arrays, digest = load_npz(path)
+        return _from_arrays(arrays, digest, spec, channels)
+    path = Path(spec)
+    if path.is_dir():
+        return _load_folder(path, channels)
+    if not path.exists():
+        raise DataError(f"{path}: data not found; give an .npz file, an image folder or sample:NAME")
+    if path.suffix != ".npz":
+        raise DataError(f"{path}: expected an .npz file or an image folder, found a '{path.suffix}' file")
+    arrays, digest = load_npz(path)
+    return _from_arrays(arrays, digest, str(path), channels)
+
+
+def select(data: ImageData, classes: list[str] | None = None, limit: int | None = None) -> ImageData:
+    """``--classes`` (ids or names) then ``--limit`` (first N per the dataset order)."""
+    keep = np.arange(len(data))
+    if classes:
+        if data.labels is None:
+            raise DataError(f"{data.source}: --classes needs labels, and the data has none")
+        ids = []
+        for c in classes:
+            if data.class_names and c in data.class_names:
+                ids.append(data.class_names.index(c))
+            else:
+                try:
+                    ids.append(int(c))
+                except ValueError:
+                    raise DataError(f"--classes: unknown class '{c}'; known: {', '.join(data.class_names or [])}") from None
+        keep = keep[np.isin(data.labels.numpy(), ids)]
+        if len(keep) == 0:
+            raise DataError(f"{data.source}: no samples of class(es) {', '.join(classes)}")
+    if limit is not None:
+        if limit <= 0:
+            raise DataError(f"--limit must be positive, got {limit}")
+        keep = keep[:limit]
+    return data.subset(keep) if len(keep) != len(data) else data

@@ -1,0 +1,188 @@
+"""The pure evaluation core: models × data × orbits -> one tidy table.
+
+One row per model × sample × orbit element. Plots, CSV, JSON and the gate only
+consume this table. Nothing here prints or writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from orbits import OrbitSpec
+
+from .errors import ModelError, OptionError, first_line
+from .models import LoadedModel
+from .tasks import Task
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class OrbitPlan:
+    """A group spec ready to run: its label in the table and the grid with the identity."""
+
+    label: str
+    spec: OrbitSpec
+
+    @property
+    def group(self):  # noqa: ANN201
+        return self.spec.group
+
+
+@dataclass
+class Evaluation:
+    """The evaluation core's result: the tidy table and what produced it."""
+
+    table: pd.DataFrame
+    plans: list[OrbitPlan]
+    reference: str
+    param_columns: list[str]
+    task: str
+
+
+def plan_orbits(specs: Sequence[OrbitSpec]) -> list[OrbitPlan]:
+    """Label each spec (its name, or the full spec when a name repeats) and add the identity."""
+    names = [s.name for s in specs]
+    plans = []
+    for s in specs:
+        label = s.name if names.count(s.name) == 1 else s.canonical
+        group = s.group.with_identity()
+        spec = OrbitSpec(text=s.text, group=group, action=s.action, action_defaults=s.action_defaults)
+        plans.append(OrbitPlan(label, spec))
+    labels = [p.label for p in plans]
+    if len(set(labels)) != len(labels):
+        dup = next(lbl for lbl in labels if labels.count(lbl) > 1)
+        raise OptionError(f"--group '{dup}' is given twice; give each orbit once")
+    return plans
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise OptionError(f"--device must be auto, cpu or cuda[:N], got '{device}'") from None
+
+
+def chunk_sizes(n_samples: int, n_elements: int, batch_size: int) -> tuple[int, int]:
+    """Samples per chunk and elements per forward pass so one pass holds about ``batch_size`` inputs."""
+    if batch_size <= 0:
+        raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    samples = max(1, min(n_samples, batch_size))
+    elements = max(1, min(n_elements, batch_size // samples))
+    return samples, elements
+
+
+def _normaliser(model: LoadedModel, normalize: tuple[list[float], list[float]] | None, device: torch.device):
+    norm = normalize or model.meta.normalize
+    if norm is None:
+        return None
+    mean = torch.tensor(norm[0], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(norm[1], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    if (std <= 0).any():
+        raise OptionError(f"normalisation std must be positive, got {norm[1]}")
+    return mean, std
+
+
+def _forward(model: LoadedModel, x: torch.Tensor, norm) -> Any:  # noqa: ANN001
+    if norm is not None:
+        mean, std = norm
+        if mean.shape[1] not in (1, x.shape[1]):
+            raise OptionError(f"normalisation has {mean.shape[1]} channel(s), the images have {x.shape[1]}")
+        x = (x - mean) / std
+    try:
+        return model.module(x)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model failed on our input
+        raise ModelError(f"model {model.name}: forward failed on input of shape {tuple(x.shape)} "
+                         f"({exc.__class__.__name__}: {first_line(exc)}); expected input (N, C, H, W) floats in [0, 1]") from None
+
+
+def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec], task: Task, *,
+             reference: str = "auto", batch_size: int = 256, device: str | torch.device = "cpu",
+             normalize: tuple[list[float], list[float]] | None = None, seed: int = 0,
+             progress: Progress | None = None) -> "Evaluation":
+    """Run every model over every orbit of every sample; return the tidy results table
+    (``Evaluation.table``) with the orbits it ran.
+
+    Columns: ``model, sample, label, group, element, identity`` (the identity element),
+    the groups' parameter columns (``label`` is -1 without labels),
+    then the task's columns (for classification ``prediction, reference, confidence,
+    correct, consensus, equivariance_error``).
+    """
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    labels = getattr(data, "labels", None)
+    if reference == "auto":
+        reference = "labels" if labels is not None else "consensus"
+    if reference not in ("labels", "consensus"):
+        raise OptionError(f"--reference must be labels or consensus, got '{reference}'")
+    if reference == "labels" and labels is None:
+        raise OptionError("--reference labels needs labels, and the data has none; use --reference consensus")
+    plans = plan_orbits(specs)
+    param_cols: list[str] = []
+    for p in plans:
+        for c in p.group.columns():
+            if c not in param_cols:
+                param_cols.append(c)
+    torch.manual_seed(seed)
+    n = len(data)
+    sample_ids = np.asarray(data.index, dtype=np.int64)
+    label_arr = labels.numpy().astype(np.int64) if labels is not None else np.full(n, -1, dtype=np.int64)
+    pieces: list[pd.DataFrame] = []
+    for model in models:
+        norm = _normaliser(model, normalize, dev)
+        for plan in plans:
+            group = plan.group
+            action = task.make_action(plan.spec, data)
+            g = len(group)
+            ident = group.identity_index
+            assert ident is not None
+            per_chunk, per_pass = chunk_sizes(n, g, batch_size)
+            cols: dict[str, list[np.ndarray]] = {c: [] for c in task.columns}
+            checked = False
+            for s0 in range(0, n, per_chunk):
+                x = data.images[s0 : s0 + per_chunk].to(dev)
+                b = x.shape[0]
+                outs = []
+                with torch.inference_mode():
+                    for e0 in range(0, g, per_pass):
+                        idx = list(range(e0, min(g, e0 + per_pass)))
+                        xb = action(x, idx)
+                        out = _forward(model, xb.reshape(len(idx) * b, *xb.shape[2:]), norm)
+                        out = task.prepare_outputs(out, len(idx) * b, model.name)
+                        outs.append(out.reshape(len(idx), b, *out.shape[1:]))
+                        if progress:
+                            progress(len(idx) * b)
+                    outputs = torch.cat(outs, 0)
+                chunk_labels = labels[s0 : s0 + b] if labels is not None else None
+                if not checked:
+                    task.check_labels(labels, outputs.shape[-1], model.name)
+                    checked = True
+                for c, v in task.score(outputs, ident, chunk_labels, reference).items():
+                    cols[c].append(v)
+            frame = {
+                "model": np.full(n * g, model.name, dtype=object),
+                "sample": np.repeat(sample_ids, g),
+                "label": np.repeat(label_arr, g),
+                "group": np.full(n * g, plan.label, dtype=object),
+                "element": np.tile(np.arange(g, dtype=np.int64), n),
+                "identity": np.tile(np.arange(g) == ident, n),
+            }
+            gcols = group.columns()
+            for c in param_cols:
+                vals = np.asarray(gcols[c], dtype=np.float64) if c in gcols else np.full(g, np.nan)
+                frame[c] = np.tile(vals, n)
+            for c in task.columns:
+                frame[c] = np.concatenate(cols[c])
+            pieces.append(pd.DataFrame(frame))
+    table = pd.concat(pieces, ignore_index=True)
+    return Evaluation(table=table, plans=plans, reference=reference, param_columns=param_cols, task=task.name)

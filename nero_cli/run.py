@@ -1,0 +1,277 @@
+"""``nero evaluate`` as an importable function: load, evaluate, write a run directory.
+
+The run directory is built under a temporary sibling name and renamed into place only
+when every file is written, so a failed or interrupted run never leaves a directory
+that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import NeroError, OptionError
+
+PLOT_METRICS = ("confidence", "accuracy", "equivariance_error")
+
+
+@dataclass
+class RunResult:
+    out: Path
+    table: pd.DataFrame
+    aggregate: pd.DataFrame
+    summary: dict[str, Any]
+    plots: list[Path] = field(default_factory=list)
+
+
+def parse_plot_samples(text: str) -> tuple[str, int] | list[int]:
+    """``worst:5``, ``best:2`` or a list ``3,17``; ``none`` for no individual plots."""
+    text = text.strip()
+    if text in ("", "none"):
+        return []
+    if ":" in text:
+        how, _, k = text.partition(":")
+        if how not in ("worst", "best") or not k.isdigit():
+            raise OptionError(f"--plot-samples expects worst:K, best:K or ids like 3,17; got '{text}'")
+        return how, int(k)
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise OptionError(f"--plot-samples expects worst:K, best:K or ids like 3,17; got '{text}'") from None
+
+
+def parse_normalize(text: str | None) -> tuple[list[float], list[float]] | None:
+    """``MEAN,STD`` (one channel or broadcast) or ``m1,m2,m3,s1,s2,s3``."""
+    if not text:
+        return None
+    try:
+        vals = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise OptionError(f"--normalize expects MEAN,STD numbers (one pair, or means then stds per channel); got '{text}'") from None
+    if len(vals) < 2 or len(vals) % 2:
+        raise OptionError(f"--normalize expects MEAN,STD (one pair, or means then stds per channel); got {len(vals)} number(s)")
+    half = len(vals) // 2
+    if any(s <= 0 for s in vals[half:]):
+        raise OptionError(f"--normalize: std must be positive, got {vals[half:]}")
+    return vals[:half], vals[half:]
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out}: exists and is not a directory; choose another path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OptionError(f"--out {out}: already holds files; add --overwrite to replace it, or choose another directory")
+    parent = out.resolve().parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OptionError(f"--out {out}: cannot create its parent directory ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise OptionError(f"--out {out}: the directory {parent} is not writable; choose another --out")
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "nero": __version__}
+
+
+def _json_dump(obj: Any, path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: Path, *,
+                 task: str | None = None, weights: Sequence[str] = (), meta: Sequence[str] = (),
+                 names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
+                 reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
+                 batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str = "confidence",
+                 plot_samples: str = "worst:3", overwrite: bool = False, command: Sequence[str] | None = None,
+                 progress_factory: Callable[[int], Any] | None = None) -> RunResult:
+    """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
+
+    ``weights``, ``meta`` and ``names`` are matched to the models in order: ``weights``
+    to the factory models (``file.py:callable``), ``meta`` and ``names`` to all models.
+    """
+    import torch
+
+    from .data import load_images, select
+    from .evaluate import evaluate, resolve_device
+    from .models import load_model
+    from .summary import SUMMARY_METRICS, aggregate, summarise
+    from .tasks import get_task
+    from orbits import SpecError, parse_spec
+
+    started = _dt.datetime.now(_dt.timezone.utc)
+    out = Path(out)
+    if not models:
+        raise OptionError("no MODEL given; pass a checkpoint, file.py:callable or sample:NAME (see 'nero list samples')")
+    if not groups:
+        raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
+    if plot_metric not in PLOT_METRICS:
+        raise OptionError(f"--plot-metric must be one of {', '.join(PLOT_METRICS)}; got '{plot_metric}'")
+    if len(names) > len(models) or len(meta) > len(models):
+        raise OptionError(f"{len(names)} --name and {len(meta)} --meta for {len(models)} model(s); give at most one per model, in order")
+    if batch_size <= 0:
+        raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    wanted = parse_plot_samples(plot_samples)
+    norm = parse_normalize(normalize)
+    check_out_dir(out, overwrite)
+    dev = resolve_device(device)
+
+    # -- models -----------------------------------------------------------------------
+    factory_models = [m for m in models if ":" in m and not m.startswith("sample:") and not Path(m).exists()]
+    if len(weights) > len(factory_models):
+        raise OptionError(f"{len(weights)} --weights for {len(factory_models)} factory model(s) (file.py:callable); give one per factory model, in order")
+    w_iter = iter(weights)
+    loaded = []
+    for i, arg in enumerate(models):
+        w = next(w_iter, None) if arg in factory_models else None
+        loaded.append(load_model(arg, weights=w, meta=meta[i] if i < len(meta) else None,
+                                 name=names[i] if i < len(names) else None, trust_checkpoint=trust_checkpoint, device=dev))
+    seen: dict[str, int] = {}
+    for m in loaded:  # keep display names unique
+        if m.name in seen:
+            seen[m.name] += 1
+            m.name = f"{m.name}-{seen[m.name]}"
+        else:
+            seen[m.name] = 1
+    task_names = {m.meta.task for m in loaded if m.meta.task}
+    if task is None:
+        if len(task_names) > 1:
+            raise OptionError(f"the models declare different tasks ({', '.join(sorted(task_names))}); evaluate them separately or pass --task")
+        task = task_names.pop() if task_names else "classification"
+    task_obj = get_task(task)
+
+    # -- data ---------------------------------------------------------------------------
+    shapes = {tuple(m.meta.input_shape) for m in loaded if m.meta.input_shape}
+    channels = next(iter(shapes))[0] if len(shapes) == 1 else None
+    dataset = select(load_images(data, channels=channels), classes=list(classes) or None, limit=limit)
+    for m in loaded:
+        if m.meta.input_shape and tuple(m.meta.input_shape[-2:]) != dataset.size:
+            raise NeroError(f"model {m.name} expects {m.meta.input_shape[-2]}x{m.meta.input_shape[-1]} images, "
+                            f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data")
+    class_names = dataset.class_names or next((m.meta.class_names for m in loaded if m.meta.class_names), None)
+
+    # -- orbits -------------------------------------------------------------------------
+    specs = []
+    for text in groups:
+        try:
+            specs.append(parse_spec(text, image_size=dataset.size, allowed=set(task_obj.groups)))
+        except SpecError as exc:
+            raise OptionError(f"--group {text}: {exc}") from None
+
+    # -- evaluate -----------------------------------------------------------------------
+    from .evaluate import plan_orbits
+
+    total = len(loaded) * len(dataset) * sum(len(p.group) for p in plan_orbits(specs))
+    bar = progress_factory(total) if progress_factory else None
+    try:
+        ev = evaluate(loaded, dataset, specs, task_obj, reference=reference, batch_size=batch_size, device=dev,
+                      normalize=norm, seed=seed, progress=bar.advance if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    table = ev.table
+    agg = aggregate(table, ev.param_columns, class_names)
+    per_group = summarise(table)
+    model_names = [m.name for m in loaded]
+    summary = {
+        "task": task_obj.name,
+        "reference": ev.reference,
+        "n_samples": len(dataset),
+        "models": model_names,
+        "groups": {p.label: {"spec": p.spec.canonical, "n_elements": len(p.group), "plot": p.group.plot_kind}
+                   for p in ev.plans},
+        "higher_is_better": SUMMARY_METRICS,
+        "metrics": per_group,
+    }
+
+    # -- write, atomically --------------------------------------------------------------
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        table.to_csv(tmp / "results.csv", index=False, float_format="%.9g")
+        agg.to_csv(tmp / "summary.csv", index=False, float_format="%.9g")
+        _json_dump(summary, tmp / "summary.json")
+        plots = _write_plots(tmp / "plots", table, agg, ev, model_names, plot_metric, wanted, dataset)
+        finished = _dt.datetime.now(_dt.timezone.utc)
+        run_info = {
+            "status": "complete",
+            "command": list(command) if command is not None else None,
+            "options": {"models": list(models), "data": data, "groups": list(groups), "task": task_obj.name,
+                        "weights": list(weights), "meta": list(meta), "names": list(names),
+                        "trust_checkpoint": trust_checkpoint, "normalize": norm, "reference": ev.reference,
+                        "limit": limit, "classes": list(classes), "batch_size": batch_size, "device": str(dev),
+                        "seed": seed, "plot_metric": plot_metric, "plot_samples": plot_samples},
+            "groups": {p.label: p.spec.canonical for p in ev.plans},
+            "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256} for m in loaded],
+            "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": len(dataset),
+                     "image_size": list(dataset.size)},
+            "versions": _versions(),
+            "seed": seed,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": finished.isoformat(timespec="seconds"),
+            "seconds": round((finished - started).total_seconds(), 3),
+        }
+        _json_dump(run_info, tmp / "run.json")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    plots = [out / p.relative_to(tmp) for p in plots]
+    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plots)
+
+
+def _write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, ev: Any, models: list[str],
+                 metric: str, wanted: Any, dataset: Any) -> list[Path]:
+    from .plots import PlotSpec, plot_aggregate, plot_individual
+    from .summary import rank_samples
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if isinstance(wanted, tuple):
+        how, k = wanted
+        sample_ids = rank_samples(table, how=how, k=k)
+    else:
+        known = set(int(s) for s in table["sample"].unique())
+        missing = [s for s in wanted if s not in known]
+        if missing:
+            raise OptionError(f"--plot-samples: sample id(s) {missing} are not in the evaluated data (ids 0..{max(known)})")
+        sample_ids = list(wanted)
+    for plan in ev.plans:
+        g = plan.group
+        params = tuple(g.columns())
+        title = f"{plan.label} ({len(g)} elements)"
+        spec = PlotSpec(group=plan.label, kind=g.plot_kind, params=params, title=title)
+        paths += plot_aggregate(agg[agg["group"] == plan.label], spec, metric, models, plot_dir,
+                                stem=f"aggregate_{_safe(plan.label)}_{metric}")
+        rows = table[table["group"] == plan.label]
+        for sid in sample_ids:
+            pos = int(np.nonzero(dataset.index == sid)[0][0])
+            image = dataset.images[pos].numpy()
+            paths += plot_individual(rows, spec, metric, models, sid, image, plot_dir,
+                                     stem=f"sample_{sid}_{_safe(plan.label)}_{metric}")
+    return paths
+
+
+def _safe(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+
+
+__all__ = ["evaluate_run", "RunResult", "parse_plot_samples", "parse_normalize", "check_out_dir"]

@@ -1,0 +1,253 @@
+"""NERO plots from synthetic tables: every kind renders to valid PNG + SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from nero_cli import plots
+from nero_cli.plots import PlotSpec, model_colors, plot_aggregate, plot_individual
+
+METRIC_COLS = ("confidence", "accuracy", "equivariance_error")
+ALL_PARAMS = ("angle", "dx", "dy", "scale", "plane", "axis_angle", "rot_angle",
+              "axis_lon", "axis_lat")
+
+
+def _agg(group: str, models: list[str], elements: list[dict], seed: int = 0,
+         n: int = 50) -> pd.DataFrame:
+    """Aggregate table rows: one per model x element, class "all" plus class "3"."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cls in ("all", "3"):
+        for mi, m in enumerate(models):
+            for e, params in enumerate(elements):
+                row = {p: np.nan for p in ALL_PARAMS}
+                row["plane"] = None
+                row.update(params)
+                conf = float(np.clip(0.9 - 0.2 * mi - 0.1 * rng.random(), 0, 1))
+                row.update(model=m, group=group, element=e, **{"class": cls},
+                           n=n if cls == "all" else 5, confidence=conf,
+                           accuracy=float(conf > 0.6), equivariance_error=1 - conf)
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _results(agg: pd.DataFrame, samples=(0, 1)) -> pd.DataFrame:
+    """Tidy results table derived from the aggregate rows of class "all"."""
+    base = agg[agg["class"] == "all"]
+    frames = []
+    for s in samples:
+        f = base.drop(columns=["class", "n", "accuracy"]).copy()
+        f["sample"] = s
+        f["label"] = 7
+        f["prediction"] = 7
+        f["reference"] = 7
+        f["correct"] = f["confidence"] > 0.6
+        f["consensus"] = 7
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+MODELS = ["cnn", "cnn-aug", "c4"]
+
+ROT = [{"angle": float(a)} for a in range(0, 360, 15)]  # 24 angles
+SHIFT = [{"dx": float(x), "dy": float(y)} for y in range(-2, 3) for x in range(-2, 3)]
+SCALE = [{"scale": float(s)} for s in np.round(np.arange(0.5, 1.51, 0.1), 2)]
+DISKS = [{"plane": p, "axis_angle": float(a), "rot_angle": float(r)}
+         for p in ("xy", "xz", "yz") for a in range(0, 360, 30) for r in (0, 60, 120, 180)]
+_fib = np.arange(20) + 0.5
+SPHERE = [{"axis_lon": float(lon), "axis_lat": float(lat), "rot_angle": float(r)}
+          for lon, lat in zip(np.mod(_fib * 137.508, 360.0) - 180.0,
+                              np.degrees(np.arcsin(1 - 2 * _fib / 20)))
+          for r in (0, 90, 180)]
+
+SPECS = {
+    "polar": (PlotSpec("rotation", "polar", ("angle",), "rotation (0..345 step 15)"), ROT, MODELS),
+    "heatmap": (PlotSpec("shift", "heatmap", ("dx", "dy"), "shift (-2..2)"), SHIFT, MODELS[:2]),
+    "curve": (PlotSpec("scale", "curve", ("scale",), "scale (0.5..1.5)"), SCALE, MODELS),
+    "disks": (PlotSpec("rotation3d", "disks", ("plane", "axis_angle", "rot_angle"), "3-D rotation"),
+              DISKS, MODELS[:2]),
+    "sphere": (PlotSpec("so3", "sphere", ("axis_lon", "axis_lat", "rot_angle"), "SO(3)"),
+               SPHERE, MODELS[:2]),
+}
+
+
+def _check_files(paths: list[Path]) -> None:
+    png, svg = paths
+    assert png.suffix == ".png" and svg.suffix == ".svg"
+    img = mpimg.imread(png)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert svg.stat().st_size > 1000
+    assert svg.read_text()[:200].lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_aggregate_each_kind(kind, tmp_path):
+    spec, elements, models = SPECS[kind]
+    agg = _agg(spec.group, models, elements)
+    paths = plot_aggregate(agg, spec, "confidence", models, tmp_path)
+    assert [p.name for p in paths] == [f"aggregate_{spec.group}_confidence.png",
+                                       f"aggregate_{spec.group}_confidence.svg"]
+    _check_files(paths)
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_individual_each_kind(kind, tmp_path):
+    spec, elements, models = SPECS[kind]
+    models = models[:1] if kind in ("disks", "sphere") else models  # fewer panels: faster
+    res = _results(_agg(spec.group, models, elements))
+    image = np.random.default_rng(0).random((28, 28))
+    paths = plot_individual(res, spec, "accuracy", models, 1, image, tmp_path)
+    assert paths[0].name == f"sample_1_{spec.group}_accuracy.png"
+    _check_files(paths)
+
+
+def test_individual_image_layouts_and_point_cloud(tmp_path):
+    spec, elements, models = SPECS["curve"]
+    res = _results(_agg(spec.group, models, elements))
+    rng = np.random.default_rng(1)
+    cases = [((3, 16, 12), (16, 12, 3)), ((16, 12, 3), (16, 12, 3)), ((1, 16, 12), (16, 12)),
+             ((16, 12, 1), (16, 12)), ((16, 12), (16, 12))]
+    for shape, shown in cases:
+        fig = plots.build_individual_figure(res, spec, "confidence", models, 0, rng.random(shape))
+        images = [im for ax in fig.axes for im in ax.get_images()]
+        assert len(images) == 1 and images[0].get_array().shape == shown
+    fig = plots.build_individual_figure(res, spec, "confidence", models, 0, None)
+    assert len(fig.axes) == 1
+    cloud = rng.normal(size=(200, 3))
+    fig = plots.build_individual_figure(res, spec, "confidence", models, 0, cloud)
+    assert [ax.name for ax in fig.axes] == ["3d", "rectilinear"]
+    _check_files(plot_individual(res, spec, "confidence", models, 0, cloud, tmp_path))
+
+
+def test_subset_and_stem(tmp_path):
+    spec, elements, models = SPECS["curve"]
+    agg = _agg(spec.group, models, elements)
+    paths = plot_aggregate(agg, spec, "equivariance_error", models, tmp_path, subset="3")
+    assert paths[0].name == "aggregate_scale_equivariance_error_class_3.png"
+    fig = plots.build_aggregate_figure(agg, spec, "confidence", models, subset="3")
+    assert "class 3" in fig.get_suptitle() and "5 samples" in fig.get_suptitle()
+    fig = plots.build_aggregate_figure(agg, spec, "confidence", models)
+    assert "aggregate over 50 samples" in fig.get_suptitle()
+    paths = plot_aggregate(agg, spec, "confidence", models, tmp_path / "sub", stem="x")
+    assert [p.name for p in paths] == ["x.png", "x.svg"]
+
+
+def test_individual_title_and_accuracy_from_correct():
+    spec, elements, models = SPECS["curve"]
+    res = _results(_agg(spec.group, models, elements))
+    fig = plots.build_individual_figure(res, spec, "accuracy", models, 0, None)
+    assert "sample 0 (label 7)" in fig.get_suptitle()
+    ax = fig.axes[0]
+    ys = np.concatenate([line.get_ydata() for line in ax.get_lines() if line.get_label() in models])
+    assert set(np.unique(ys)) <= {0.0, 1.0}
+
+
+def test_unknown_metric_gets_automatic_range(tmp_path):
+    spec, elements, models = SPECS["curve"]
+    agg = _agg(spec.group, models, elements)
+    agg["aee_custom"] = agg["confidence"] * 10 + 3
+    fig = plots.build_aggregate_figure(agg, spec, "aee_custom", models)
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo > 2.0 and hi < 14.0
+    _check_files(plot_aggregate(agg, spec, "aee_custom", models, tmp_path))
+
+
+def test_model_colors_stable_and_distinct():
+    a = model_colors(["m1", "m2", "m3"])
+    b = model_colors(["m1", "m2", "m3", "m4"])
+    assert a == {k: b[k] for k in a}
+    assert len(set(a.values())) == 3
+    many = model_colors([f"m{i}" for i in range(20)])
+    assert len(set(many.values())) == 20
+    assert model_colors(["x"])["x"] == a["m1"]  # first model always the first tab10 colour
+
+
+def test_heatmap_shared_colour_scale():
+    spec, elements, _ = SPECS["heatmap"]
+    models = ["a", "b"]
+    agg = _agg(spec.group, models, elements)
+    # Unknown metric (no fixed range): panels differ a lot, the scale is global min/max.
+    agg["score"] = np.where(agg["model"] == "a", 1.0, 10.0) + agg["element"]
+    fig = plots.build_aggregate_figure(agg, spec, "score", models)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    meshes = [c for ax in panels for c in ax.collections]
+    assert len(meshes) == 2
+    clims = {m.get_clim() for m in meshes}
+    assert clims == {(1.0, 34.0)}
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colorbars) == 1
+    # Known metric: its fixed range.
+    fig = plots.build_aggregate_figure(agg, spec, "confidence", models)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert {c.get_clim() for ax in panels for c in ax.collections} == {(0.0, 1.0)}
+
+
+def test_heatmap_dy_points_down_other_params_up():
+    spec, elements, models = SPECS["heatmap"]
+    agg = _agg(spec.group, models, elements)
+    fig = plots.build_aggregate_figure(agg, spec, "confidence", models)
+    ax = fig.axes[0]
+    assert ax.yaxis_inverted()
+    assert ax.get_xlabel() == "dx" and ax.get_ylabel() == "dy"
+    agg2 = agg.rename(columns={"dx": "yaw", "dy": "pitch"})
+    spec2 = PlotSpec("shift", "heatmap", ("yaw", "pitch"))
+    fig = plots.build_aggregate_figure(agg2, spec2, "confidence", models)
+    assert not fig.axes[0].yaxis_inverted()
+
+
+def test_polar_full_circle_closed_and_partial_range():
+    spec, elements, models = SPECS["polar"]
+    fig = plots.build_aggregate_figure(_agg(spec.group, models, elements), spec, "confidence",
+                                       models)
+    line = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == models[0]][0]
+    x, y = line.get_xdata(), line.get_ydata()
+    assert len(x) == len(elements) + 1 and y[0] == y[-1]
+    assert fig.axes[0].get_ylim() == (0.0, 1.0)
+
+    # -45..45, stored canonically in [0, 360): an open arc from -45 to 45 degrees.
+    part = [{"angle": float(a % 360)} for a in range(-45, 46, 5)]
+    fig = plots.build_aggregate_figure(_agg(spec.group, models, part), spec, "confidence", models)
+    ax = fig.axes[0]
+    assert np.isclose(np.degrees(ax.get_xlim()[0]), -45) and np.isclose(np.degrees(ax.get_xlim()[1]), 45)
+    line = [ln for ln in ax.get_lines() if ln.get_label() == models[0]][0]
+    xd = np.degrees(line.get_xdata())
+    assert len(xd) == len(part) and np.all(np.diff(xd) > 0)
+
+
+def test_sphere_picks_at_most_six_rotations():
+    spec = SPECS["sphere"][0]
+    elements = [dict(e, rot_angle=float(r)) for e in SPHERE[::3] for r in range(0, 181, 20)]
+    agg = _agg(spec.group, ["m"], elements)
+    fig = plots.build_aggregate_figure(agg, spec, "confidence", ["m"])
+    maps = [ax for ax in fig.axes if ax.name == "mollweide"]
+    assert len(maps) == 6
+    assert maps[0].get_title().endswith("0\u00b0") and maps[-1].get_title().endswith("180\u00b0")
+
+
+def test_unknown_kind_and_bad_inputs():
+    with pytest.raises(ValueError, match="unknown plot kind 'mosaic'.*polar, heatmap"):
+        PlotSpec("g", "mosaic", ("a",))
+    with pytest.raises(ValueError, match="needs 2 parameter"):
+        PlotSpec("shift", "heatmap", ("dx",))
+    spec, elements, models = SPECS["curve"]
+    agg = _agg(spec.group, models, elements)
+    with pytest.raises(ValueError, match="no rows for group 'nope'"):
+        plot_aggregate(agg, PlotSpec("nope", "curve", ("scale",)), "confidence", models, Path("."))
+    with pytest.raises(ValueError, match="metric column 'iou'"):
+        plots.build_aggregate_figure(agg, spec, "iou", models)
+    with pytest.raises(ValueError, match="none of the models"):
+        plots.build_aggregate_figure(agg, spec, "confidence", ["other"])
+    with pytest.raises(ValueError, match="no results rows for sample 99"):
+        plots.build_individual_figure(_results(agg), spec, "confidence", models, 99, None)
+
+
+def test_bypassed_spec_validation_still_raises(tmp_path):
+    spec = PlotSpec("scale", "curve", ("scale",))
+    object.__setattr__(spec, "kind", "bogus")
+    with pytest.raises(ValueError, match="unknown plot kind 'bogus'"):
+        plot_aggregate(_agg("scale", ["m"], SCALE), spec, "confidence", ["m"], tmp_path)
