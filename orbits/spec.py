@@ -73,9 +73,9 @@ class OrbitSpec:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.5)
     if close:
-        return f"did you mean '{close[0]}'?"
+        return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
     return "valid: " + ", ".join(choices)
 
 
@@ -88,9 +88,9 @@ def _convert(option: Option, raw: str, group: str) -> Any:
         else:
             value = raw
     except ValueError:
-        raise SpecError(f"{group}: '{option.name}' expects a number, got '{raw}'") from None
+        raise SpecError(f"{group}: '{option.name}' expects a number, got {raw!r}") from None
     if option.choices is not None and value not in option.choices:
-        raise SpecError(f"{group}: '{option.name}={raw}' is not an option; {_suggest(raw, list(option.choices))}")
+        raise SpecError(f"{group}: {option.name}={raw!r} is not an option; {_suggest(raw, list(option.choices))}")
     if isinstance(value, float) and value != value:
         raise SpecError(f"{group}: '{option.name}' must be a number, got NaN")
     return value
@@ -107,7 +107,7 @@ def parse_spec(text: str, image_size: tuple[int, int] | None = None, allowed: se
     name = name.strip().lower()
     names = sorted(allowed if allowed is not None else REGISTRY)
     if name not in REGISTRY or (allowed is not None and name not in allowed):
-        what = f"unknown group '{name}'" if name not in REGISTRY else f"group '{name}' is not supported here"
+        what = f"unknown group {name!r}" if name not in REGISTRY else f"group {name!r} is not supported here"
         raise SpecError(f"{what}; {_suggest(name, names)} (see 'nero list groups')")
     entry = REGISTRY[name]
     group_opts = {o.name: o for o in entry.cls.options}
@@ -118,7 +118,7 @@ def parse_spec(text: str, image_size: tuple[int, int] | None = None, allowed: se
         key, eq, raw = part.partition("=")
         key = key.strip().lower()
         if not eq or not raw.strip():
-            raise SpecError(f"{name}: expected key=value, got '{part}'")
+            raise SpecError(f"{name}: expected key=value, got {part!r}")
         raw = raw.strip()
         if key in group_opts:
             given_group[key] = _convert(group_opts[key], raw, name)
@@ -126,7 +126,7 @@ def parse_spec(text: str, image_size: tuple[int, int] | None = None, allowed: se
             action[key] = _convert(action_opts[key], raw, name)
         else:
             keys = sorted([*group_opts, *action_opts])
-            raise SpecError(f"{name}: unknown key '{key}'; {_suggest(key, keys)}")
+            raise SpecError(f"{name}: unknown key {key!r}; {_suggest(key, keys)}")
     kwargs = dict(given_group)
     if entry.needs_size:
         kwargs["image_size"] = image_size
