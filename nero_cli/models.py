@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import json
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,7 +298,9 @@ def _load_checkpoint(path: Path, trust: bool) -> tuple[torch.nn.Module, str]:
         return program.module(), "torch.export"
     if _is_torchscript(path):
         try:
-            return torch.jit.load(str(path), map_location="cpu"), "torchscript"
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, users still ship it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(path), map_location="cpu"), "torchscript"
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({_first_line(exc)}); is it truncated?") from None
     if zipfile.is_zipfile(path) is False and path.suffix in (".pt", ".pth", ".ts"):
@@ -306,10 +309,12 @@ def _load_checkpoint(path: Path, trust: bool) -> tuple[torch.nn.Module, str]:
         if magic[:2] == b"PK":
             raise ModelError(f"{path}: a damaged zip archive (truncated download?); re-save or re-download it")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notices of the safe unpickler
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         msg = _first_line(exc)
-        if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+        if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
             if not trust:
                 raise ModelError(f"{path}: a pickled whole module; unpickling it can run arbitrary code, so nero refuses it. "
                                  "If you trust its source, add --trust-checkpoint, or save it with torch.jit.save / "
