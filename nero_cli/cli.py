@@ -104,6 +104,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Random seed (recorded in run.json)."),
     plot_metric: str = typer.Option("confidence", "--plot-metric", help="confidence, accuracy or equivariance_error."),
     plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots: worst:K, best:K (by mean confidence), ids like 3,17, or none."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only (CSV, JSON), no plots."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
@@ -116,7 +117,7 @@ def evaluate(
             models, data, group, out, task=task, weights=weights or [], meta=meta or [], names=name or [],
             trust_checkpoint=trust_checkpoint, normalize=normalize, reference=reference, limit=limit,
             classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
-            plot_samples=plot_samples, overwrite=overwrite, command=["nero", *sys.argv[1:]],
+            plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, command=["nero", *sys.argv[1:]],
             progress_factory=None if quiet else _Bar,
         )
         if not quiet:

@@ -99,7 +99,7 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
                  names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
                  reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
                  batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str = "confidence",
-                 plot_samples: str = "worst:3", overwrite: bool = False, command: Sequence[str] | None = None,
+                 plot_samples: str = "worst:3", plots: bool = True, overwrite: bool = False, command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
 
@@ -207,7 +207,7 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
         table.to_csv(tmp / "results.csv", index=False, float_format="%.9g")
         agg.to_csv(tmp / "summary.csv", index=False, float_format="%.9g")
         _json_dump(summary, tmp / "summary.json")
-        plots = _write_plots(tmp / "plots", table, agg, ev, model_names, plot_metric, wanted, dataset)
+        plots = _write_plots(tmp / "plots", table, agg, ev, model_names, plot_metric, wanted, dataset) if plots else []
         finished = _dt.datetime.now(_dt.timezone.utc)
         run_info = {
             "status": "complete",

@@ -10,6 +10,7 @@ flips) are applied by index gathering and are exact; the rest are resampled with
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -71,7 +72,28 @@ def _scale(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
     return _about_centre(lin, size)
 
 
-MATRIX_BUILDERS.update({"rotation": _rotation, "shift": _shift, "scale": _scale})
+def _d4(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
+    """Quarter turns (counter-clockwise as displayed) after an optional horizontal flip."""
+    k, flip = elements[:, 0], elements[:, 1]
+    rot = rotation_matrices(90.0 * k, size)[:, :2, :2]
+    fx = torch.diag_embed(torch.stack([1 - 2 * flip, torch.ones_like(flip)], -1))
+    return _about_centre(rot @ fx, size)
+
+
+def _perspective(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
+    """``K R K⁻¹``: the image seen by a camera rotated by ``R`` (pinhole, focal = image diagonal)."""
+    from .groups import quat_matrix
+
+    h, w = size
+    cx, cy = _centre(size)
+    f = math.hypot(h, w)
+    k = torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    m = k @ quat_matrix(elements) @ torch.linalg.inv(k)
+    return m / m[:, 2:3, 2:3]
+
+
+MATRIX_BUILDERS.update({"rotation": _rotation, "shift": _shift, "scale": _scale, "d4": _d4, "d4t": _d4,
+                        "perspective": _perspective})
 
 
 def planar_matrices(group: Group, size: tuple[int, int], elements: Tensor | None = None) -> Tensor:

@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .groups import Group, Option, Rotation, Scale, Shift
+from .groups import D4, D4T, Group, Option, Perspective, Rotation, Scale, Shift, Viewpoint
 
 #: Options of the image action shared by the planar groups.
 IMAGE_ACTION_OPTIONS: tuple[Option, ...] = (
@@ -42,6 +42,10 @@ def register(cls: type[Group], action_options: tuple[Option, ...] = (), needs_si
 register(Rotation, IMAGE_ACTION_OPTIONS)
 register(Shift, IMAGE_ACTION_OPTIONS, needs_size=True)
 register(Scale, IMAGE_ACTION_OPTIONS)
+register(D4)
+register(D4T)
+register(Perspective, IMAGE_ACTION_OPTIONS)
+register(Viewpoint)
 
 
 class SpecError(ValueError):

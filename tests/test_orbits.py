@@ -37,7 +37,13 @@ def test_group_laws_on_grid(group):
     assert group.identity_index is not None
 
 
-@pytest.mark.parametrize("group", all_groups(), ids=lambda g: g.name)
+def image_groups():
+    from orbits.image import MATRIX_BUILDERS
+
+    return [g for g in all_groups() if g.name in MATRIX_BUILDERS]
+
+
+@pytest.mark.parametrize("group", image_groups(), ids=lambda g: g.name)
 def test_image_action_is_a_homomorphism(group):
     """M(a ∘ b) = M(a) · M(b): composing elements composes their image transforms."""
     gen = torch.Generator().manual_seed(1)
@@ -46,7 +52,8 @@ def test_image_action_is_a_homomorphism(group):
     ab = group.compose(a, b)
     lhs = planar_matrices(group, SIZE, ab)
     rhs = planar_matrices(group, SIZE, a) @ planar_matrices(group, SIZE, b)
-    assert torch.allclose(lhs, rhs, atol=1e-9)
+    # homographies are defined up to scale
+    assert torch.allclose(lhs / lhs[:, 2:, 2:], rhs / rhs[:, 2:, 2:], atol=1e-9)
 
 
 @given(st.floats(-720, 720), st.floats(-720, 720))
@@ -93,11 +100,10 @@ def test_non_square_rot90():
 
 def test_identity_reproduces_input_exactly():
     x = torch.rand(3, 2, 28, 28)
-    for name in orbits.REGISTRY:
-        spec = parse_spec(name, image_size=SIZE)
-        act = ImageAction(spec.group, SIZE)
-        i = spec.group.identity_index
-        assert torch.equal(act(x, [i])[0], x), name
+    for group in image_groups():
+        act = ImageAction(group, SIZE)
+        i = group.identity_index
+        assert torch.equal(act(x, [i])[0], x), group.name
 
 
 def test_one_pixel_shift_exact_with_each_padding():
