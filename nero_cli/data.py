@@ -15,35 +15,48 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 @dataclass
-class ImageData:
-    """Images ``(N, C, H, W)`` float32 in [0, 1], optional labels, and provenance."""
+class Dataset:
+    """What a task evaluates: inputs, optional labels and targets, and provenance.
 
-    images: torch.Tensor
+    ``inputs`` are images ``(N, C, H, W)`` float32 in [0, 1] (classification, detection),
+    frame pairs ``(N, 2C, H, W)`` (flow) or points ``(N, P, 3)`` (point clouds).
+    ``labels`` are class ids ``(N,)`` (for detection: the key object's class).
+    ``targets`` hold other per-sample ground truth: ``flow`` ``(N, 2, H, W)``,
+    ``boxes`` ``(N, M, 4)`` and ``box_labels`` ``(N, M)``.
+    """
+
+    inputs: torch.Tensor
     labels: torch.Tensor | None
     class_names: list[str] | None
     source: str
     sha256: str
     index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # original sample ids
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if len(self.index) != len(self.images):
-            self.index = np.arange(len(self.images), dtype=np.int64)
+        if len(self.index) != len(self.inputs):
+            self.index = np.arange(len(self.inputs), dtype=np.int64)
 
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return int(self.inputs.shape[0])
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.inputs
 
     @property
     def size(self) -> tuple[int, int]:
-        return int(self.images.shape[-2]), int(self.images.shape[-1])
+        return int(self.inputs.shape[-2]), int(self.inputs.shape[-1])
 
-    def subset(self, keep: np.ndarray) -> "ImageData":
+    def subset(self, keep: np.ndarray) -> "Dataset":
         keep_t = torch.as_tensor(keep, dtype=torch.long)
-        return ImageData(self.images[keep_t], None if self.labels is None else self.labels[keep_t], self.class_names,
-                         self.source, self.sha256, self.index[keep], {k: v[keep] for k, v in self.extras.items()})
+        return Dataset(self.inputs[keep_t], None if self.labels is None else self.labels[keep_t], self.class_names,
+                       self.source, self.sha256, self.index[keep], {k: v[keep_t] for k, v in self.targets.items()})
 
 
-def _hash_arrays(*arrays: np.ndarray | None) -> str:
+
+
+def hash_arrays(*arrays: np.ndarray | None) -> str:
     h = hashlib.sha256()
     for a in arrays:
         if a is None:
@@ -100,7 +113,7 @@ def normalise_pixels(images: np.ndarray, source: str) -> np.ndarray:
     return np.clip(images, 0.0, 1.0).astype(np.float32)
 
 
-def _labels(arr: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
+def check_labels(arr: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
     if arr is None:
         return None
     if arr.ndim != 1:
@@ -136,21 +149,21 @@ def load_npz(path: Path, channels: int | None = None, image_key: str = "images")
         raise DataError(f"{path}: not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
     if image_key not in arrays:
         raise DataError(f"{path}: no '{image_key}' array; found {', '.join(sorted(arrays)) or 'no arrays'}")
-    return arrays, _hash_arrays(*(arrays[k] for k in sorted(arrays)))
+    return arrays, hash_arrays(*(arrays[k] for k in sorted(arrays)))
 
 
-def _from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None) -> ImageData:
+def _from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None) -> Dataset:
     raw = arrays["images"]
     if len(raw) == 0:
         raise DataError(f"{source}: no images (the array is empty)")
     images = normalise_pixels(to_nchw(raw, source, channels), source)
-    labels = _labels(arrays.get("labels"), len(images), source)
+    labels = check_labels(arrays.get("labels"), len(images), source)
     names = [str(c) for c in arrays["class_names"].tolist()] if "class_names" in arrays else None
-    return ImageData(torch.from_numpy(np.ascontiguousarray(images)),
+    return Dataset(torch.from_numpy(np.ascontiguousarray(images)),
                      None if labels is None else torch.from_numpy(labels), names, source, digest)
 
 
-def _load_folder(root: Path, channels: int | None) -> ImageData:
+def _load_folder(root: Path, channels: int | None) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -187,11 +200,11 @@ def _load_folder(root: Path, channels: int | None) -> ImageData:
     else:
         stack = np.moveaxis(stack, -1, 1)
     labels = np.array([c for _, c in files], dtype=np.int64)
-    digest = _hash_arrays(stack, labels)
-    return ImageData(torch.from_numpy(stack.astype(np.float32) / 255.0), torch.from_numpy(labels), classes, str(root), digest)
+    digest = hash_arrays(stack, labels)
+    return Dataset(torch.from_numpy(stack.astype(np.float32) / 255.0), torch.from_numpy(labels), classes, str(root), digest)
 
 
-def load_images(spec: str, channels: int | None = None) -> ImageData:
+def load_images(spec: str, channels: int | None = None) -> Dataset:
     """Load ``--data``: an ``.npz``, an ImageFolder directory or ``sample:NAME``."""
     if spec.startswith("sample:"):
         import sample_models
@@ -213,7 +226,7 @@ def load_images(spec: str, channels: int | None = None) -> ImageData:
     return _from_arrays(arrays, digest, str(path), channels)
 
 
-def select(data: ImageData, classes: list[str] | None = None, limit: int | None = None) -> ImageData:
+def select(data: Dataset, classes: list[str] | None = None, limit: int | None = None) -> Dataset:
     """``--classes`` (ids or names) then ``--limit`` (first N per the dataset order)."""
     keep = np.arange(len(data))
     if classes:
@@ -236,3 +249,98 @@ def select(data: ImageData, classes: list[str] | None = None, limit: int | None 
             raise DataError(f"--limit must be positive, got {limit}")
         keep = keep[:limit]
     return data.subset(keep) if len(keep) != len(data) else data
+
+
+def _npz_path(spec: str) -> tuple[Path, str]:
+    """The ``.npz`` file behind ``--data`` (a path or ``sample:NAME``) and its display name."""
+    if spec.startswith("sample:"):
+        import sample_models
+
+        key = spec.split(":", 1)[1]
+        if key not in sample_models.SAMPLE_DATA:
+            raise DataError(f"{spec}: no such sample data; available: {', '.join('sample:' + k for k in sample_models.SAMPLE_DATA)}")
+        return sample_models.data_path(key), spec
+    path = Path(spec)
+    if path.is_dir():
+        raise DataError(f"{path}: this task reads an .npz file, found a directory")
+    if not path.exists():
+        raise DataError(f"{path}: data not found; give an .npz file or sample:NAME")
+    if path.suffix != ".npz":
+        raise DataError(f"{path}: expected an .npz file, found a '{path.suffix}' file")
+    return path, str(path)
+
+
+def _finite(arr: np.ndarray, name: str, source: str) -> None:
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DataError(f"{source}: '{name}' contains NaN or inf; clean the data first")
+
+
+def load_points(spec: str) -> Dataset:
+    """Point clouds: ``points`` ``(N, P, 3)`` and optional ``labels`` ``(N,)``, ``class_names``."""
+    path, source = _npz_path(spec)
+    arrays, digest = load_npz(path, image_key="points")
+    pts = arrays["points"]
+    if pts.ndim != 3 or pts.shape[-1] != 3:
+        raise DataError(f"{source}: 'points' must be (N, P, 3), found shape {pts.shape}")
+    if len(pts) == 0 or pts.shape[1] == 0:
+        raise DataError(f"{source}: no points (the array is empty)")
+    if pts.dtype.kind != "f":
+        raise DataError(f"{source}: 'points' must be floats, found dtype {pts.dtype}")
+    _finite(pts, "points", source)
+    labels = check_labels(arrays.get("labels"), len(pts), source)
+    names = [str(c) for c in arrays["class_names"].tolist()] if "class_names" in arrays else None
+    return Dataset(torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)),
+                   None if labels is None else torch.from_numpy(labels), names, source, digest)
+
+
+def load_frames(spec: str) -> Dataset:
+    """Frame pairs: ``frames`` ``(N, 2, H, W)`` or ``(N, 2, C, H, W)``, optional ``flow`` ``(N, 2, H, W)``."""
+    path, source = _npz_path(spec)
+    arrays, digest = load_npz(path, image_key="frames")
+    fr = arrays["frames"]
+    if fr.ndim == 4 and fr.shape[1] == 2:
+        fr = fr[:, :, None]
+    if fr.ndim != 5 or fr.shape[1] != 2:
+        raise DataError(f"{source}: 'frames' must be (N, 2, H, W) or (N, 2, C, H, W), found shape {arrays['frames'].shape}")
+    n, _, c, h, w = fr.shape
+    pix = normalise_pixels(fr.reshape(n, 2 * c, h, w), source)
+    targets: dict[str, torch.Tensor] = {}
+    if "flow" in arrays:
+        flow = arrays["flow"]
+        if flow.shape != (n, 2, h, w):
+            raise DataError(f"{source}: 'flow' must be (N, 2, H, W) = {(n, 2, h, w)}, found {flow.shape}")
+        _finite(flow, "flow", source)
+        targets["flow"] = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32))
+    return Dataset(torch.from_numpy(np.ascontiguousarray(pix)), None, None, source, digest, targets=targets)
+
+
+def load_detection(spec: str, channels: int | None = None) -> Dataset:
+    """Images with boxes: ``boxes`` ``(N, 4)`` or ``(N, M, 4)`` (NaN rows pad), ``box_labels`` ``(N,)`` or ``(N, M)``."""
+    path, source = _npz_path(spec)
+    arrays, digest = load_npz(path)
+    base = _from_arrays({k: v for k, v in arrays.items() if k not in ("labels",)}, digest, source, channels)
+    n = len(base)
+    if "boxes" not in arrays:
+        return base  # no ground truth: consensus only
+    boxes = arrays["boxes"].astype(np.float32)
+    if boxes.ndim == 2:
+        boxes = boxes[:, None]
+    if boxes.ndim != 3 or boxes.shape[0] != n or boxes.shape[-1] != 4:
+        raise DataError(f"{source}: 'boxes' must be (N, 4) or (N, M, 4) with N = {n}, found {arrays['boxes'].shape}")
+    if "box_labels" not in arrays:
+        raise DataError(f"{source}: 'boxes' given without 'box_labels'; add the class of each box")
+    bl = arrays["box_labels"]
+    if bl.ndim == 1:
+        bl = bl[:, None]
+    if bl.shape != boxes.shape[:2]:
+        raise DataError(f"{source}: 'box_labels' must be (N,) or (N, M) matching boxes {boxes.shape[:2]}, found {arrays['box_labels'].shape}")
+    pad = np.isnan(boxes).any(-1)
+    if pad[:, 0].any():
+        raise DataError(f"{source}: sample {int(np.argmax(pad[:, 0]))} has no key object (its first box is NaN)")
+    ok = boxes[~pad]
+    if len(ok) and not ((ok[:, 2] > ok[:, 0]) & (ok[:, 3] > ok[:, 1])).all():
+        raise DataError(f"{source}: boxes must be x1, y1, x2, y2 with x1 < x2 and y1 < y2")
+    bl = np.where(pad, -1, bl).astype(np.int64)
+    base.labels = torch.from_numpy(bl[:, 0].copy())
+    base.targets = {"boxes": torch.from_numpy(boxes), "box_labels": torch.from_numpy(bl)}
+    return base

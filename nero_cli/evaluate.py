@@ -17,7 +17,7 @@ from orbits import OrbitSpec
 
 from .errors import ModelError, OptionError, first_line
 from .models import LoadedModel
-from .tasks import Task
+from .tasks import Chunk, Task
 
 Progress = Callable[[int], None]
 
@@ -95,6 +95,8 @@ def _normaliser(model: LoadedModel, normalize: tuple[list[float], list[float]] |
 def _forward(model: LoadedModel, x: torch.Tensor, norm) -> Any:  # noqa: ANN001
     if norm is not None:
         mean, std = norm
+        if x.ndim != 4:
+            raise OptionError("--normalize applies to image inputs (N, C, H, W) only")
         if mean.shape[1] not in (1, x.shape[1]):
             raise OptionError(f"normalisation has {mean.shape[1]} channel(s), the images have {x.shape[1]}")
         x = (x - mean) / std
@@ -104,13 +106,13 @@ def _forward(model: LoadedModel, x: torch.Tensor, norm) -> Any:  # noqa: ANN001
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model failed on our input
         raise ModelError(f"model {model.name}: forward failed on input of shape {tuple(x.shape)} "
-                         f"({exc.__class__.__name__}: {first_line(exc)}); expected input (N, C, H, W) floats in [0, 1]") from None
+                         f"({exc.__class__.__name__}: {first_line(exc)}); see the task's input contract in 'nero evaluate --help'") from None
 
 
 def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec], task: Task, *,
              reference: str = "auto", batch_size: int = 256, device: str | torch.device = "cpu",
              normalize: tuple[list[float], list[float]] | None = None, seed: int = 0,
-             progress: Progress | None = None) -> "Evaluation":
+             options: dict[str, Any] | None = None, progress: Progress | None = None) -> "Evaluation":
     """Run every model over every orbit of every sample; return the tidy results table
     (``Evaluation.table``) with the orbits it ran.
 
@@ -120,13 +122,14 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
     correct, consensus, equivariance_error``).
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    labels = getattr(data, "labels", None)
+    labels = data.labels
+    truth = task.has_truth(data)
     if reference == "auto":
-        reference = "labels" if labels is not None else "consensus"
+        reference = "labels" if truth else "consensus"
     if reference not in ("labels", "consensus"):
         raise OptionError(f"--reference must be labels or consensus, got '{reference}'")
-    if reference == "labels" and labels is None:
-        raise OptionError("--reference labels needs labels, and the data has none; use --reference consensus")
+    if reference == "labels" and not truth:
+        raise OptionError(f"--reference labels needs ground truth ({task.truth}), and the data has none; use --reference consensus")
     plans = plan_orbits(specs)
     param_cols: list[str] = []
     for p in plans:
@@ -150,7 +153,7 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
             cols: dict[str, list[np.ndarray]] = {c: [] for c in task.columns}
             checked = False
             for s0 in range(0, n, per_chunk):
-                x = data.images[s0 : s0 + per_chunk].to(dev)
+                x = data.inputs[s0 : s0 + per_chunk].to(dev)
                 b = x.shape[0]
                 outs = []
                 with torch.inference_mode():
@@ -163,11 +166,14 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
                         if progress:
                             progress(len(idx) * b)
                     outputs = torch.cat(outs, 0)
-                chunk_labels = labels[s0 : s0 + b] if labels is not None else None
                 if not checked:
-                    task.check_labels(labels, outputs.shape[-1], model.name)
+                    task.check(outputs, data, model.name)
                     checked = True
-                for c, v in task.score(outputs, ident, chunk_labels, reference).items():
+                chunk = Chunk(identity=ident, reference=reference,
+                              labels=labels[s0 : s0 + b] if labels is not None else None,
+                              targets={k: v[s0 : s0 + b] for k, v in data.targets.items()},
+                              action=action, spec=plan.spec, options=options or {})
+                for c, v in task.score(outputs, chunk).items():
                     cols[c].append(v)
             frame = {
                 "model": np.full(n * g, model.name, dtype=object),
@@ -179,7 +185,11 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
             }
             gcols = group.columns()
             for c in param_cols:
-                vals = np.asarray(gcols[c], dtype=np.float64) if c in gcols else np.full(g, np.nan)
+                if c in gcols:
+                    vals = np.asarray(gcols[c])
+                    vals = vals.astype(np.float64) if vals.dtype.kind in "iuf" else vals.astype(object)
+                else:
+                    vals = np.full(g, np.nan)
                 frame[c] = np.tile(vals, n)
             for c in task.columns:
                 frame[c] = np.concatenate(cols[c])

@@ -44,11 +44,13 @@ __all__ = [
     "model_colors",
     "plot_aggregate",
     "plot_individual",
+    "plot_error_maps",
     "save_figure",
 ]
 
 #: Plot kinds and the number of parameter columns each one needs.
-KINDS: dict[str, int] = {"polar": 1, "heatmap": 2, "curve": 1, "disks": 3, "sphere": 3}
+KINDS: dict[str, int] = {"polar": 1, "heatmap": 2, "curve": 1, "disks": 3, "sphere": 3, "mosaic": 0}
+# "mosaic" (D4 and D4 x time reversal): params (k, flip) or (k, flip, t); 0 = checked by the drawer
 
 PNG_DPI = 110
 THUMB_WIDTH = 2.4  # inches added on the left of individual plots for the thumbnail
@@ -84,7 +86,12 @@ METRICS: dict[str, dict[str, Any]] = {
     "equivariance_error": {"label": "equivariance error", "range": (0.0, 1.0),
                            "higher_is_better": False},
     "iou": {"label": "IoU", "range": (0.0, 1.0), "higher_is_better": True},
-    "aee": {"label": "average endpoint error", "range": None, "higher_is_better": False},
+    "aee": {"label": "average endpoint error (px)", "range": None, "higher_is_better": False},
+    "rmse": {"label": "RMS vector error (px)", "range": None, "higher_is_better": False},
+    "conf_iou": {"label": "confidence \u00d7 IoU", "range": (0.0, 1.0), "higher_is_better": True},
+    "precision": {"label": "precision at IoU 0.5", "range": (0.0, 1.0), "higher_is_better": True},
+    "recall": {"label": "recall at IoU 0.5", "range": (0.0, 1.0), "higher_is_better": True},
+    "f1": {"label": "F1 at IoU 0.5", "range": (0.0, 1.0), "higher_is_better": True},
 }
 
 
@@ -227,6 +234,10 @@ def _check_spec(spec: PlotSpec) -> None:
         raise ValueError(f"unknown plot kind {spec.kind!r} for group {spec.group!r}; "
                          f"expected one of: {', '.join(KINDS)}")
     need = KINDS[spec.kind]
+    if spec.kind == "mosaic":
+        if tuple(spec.params[:2]) != ("k", "flip") or len(spec.params) not in (2, 3):
+            raise ValueError(f"plot kind 'mosaic' needs parameter columns (k, flip[, t]), got {list(spec.params)}")
+        return
     if len(spec.params) != need:
         raise ValueError(f"plot kind {spec.kind!r} needs {need} parameter column(s), "
                          f"got {list(spec.params)} for group {spec.group!r}")
@@ -413,6 +424,8 @@ def _figure(frames: dict[str, pd.DataFrame], spec: PlotSpec, metric: str,
         size = (3.0 * cols + 1.0, 3.0 * rows + 0.9)
     elif kind == "disks":
         size = (3 * 2.6 + 1.0, 2.7 * n_models + 0.9)
+    elif kind == "mosaic":
+        size = (3.2 * n_models + 1.2, 3.4 if len(spec.params) == 3 else 2.2)
     else:  # sphere
         n_rot = min(_distinct_count(frames, spec.params[2]), MAX_SPHERE_COLUMNS)
         size = (2.9 * n_rot + 1.0, 1.6 * n_models + 0.9)
@@ -713,10 +726,85 @@ def _draw_sphere(fig: Figure, region, frames, spec: PlotSpec, metric: str, color
     _colorbar(fig, axes, metric, vmin, vmax)
 
 
+def _mosaic_grid(f: pd.DataFrame, params: Sequence[str]) -> np.ndarray:
+    """Mean metric per cell: rows = (t, flip) pairs, columns = k quarter turns."""
+    k = f["k"].to_numpy().astype(int)
+    row = f["flip"].to_numpy().astype(int)
+    nrows = 2
+    if len(params) == 3:
+        row = row + 2 * f["t"].to_numpy().astype(int)
+        nrows = 4
+    return _grid_mean(row, k, f["_v"].to_numpy(), (nrows, 4))
+
+
+def _mosaic_labels(nrows: int) -> list[str]:
+    return ["", "flip", "T", "flip\u00b7T"][:nrows]
+
+
+def _draw_mosaic(fig: Figure, region, frames, spec: PlotSpec, metric: str, colors) -> None:
+    """NERO's mosaic for D4 (2 x 4) and D4 x time reversal (4 x 4): one cell per element,
+    coloured by the metric and labelled with its value."""
+    grids = {m: _mosaic_grid(f, spec.params) for m, f in frames.items()}
+    vmin, vmax = _limits(np.concatenate([g.ravel() for g in grids.values()]), metric)
+    sub = region.subgridspec(1, len(grids))
+    axes = []
+    for i, (model, g) in enumerate(grids.items()):
+        ax = fig.add_subplot(sub[0, i])
+        ax.imshow(np.ma.masked_invalid(g), cmap=_cmap_name(metric), vmin=vmin, vmax=vmax, interpolation="nearest")
+        for (r, c), v in np.ndenumerate(g):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=7,
+                        color="white" if (v - vmin) < 0.5 * (vmax - vmin) else "black")
+        ax.set_xticks(range(4), [f"rot{90 * k}" for k in range(4)], fontsize=8)
+        ax.set_yticks(range(g.shape[0]), [lbl or "id" for lbl in _mosaic_labels(g.shape[0])], fontsize=8)
+        ax.set_title(model, fontsize=10, color=colors[model])
+        axes.append(ax)
+    _colorbar(fig, axes, metric, vmin, vmax)
+
+
+def plot_error_maps(maps: Mapping[str, np.ndarray], labels: Sequence[str], models: Sequence[str], sample: int,
+                    image: np.ndarray | None, out_dir: Path, stem: str, title: str = "") -> list[Path]:
+    """Per-pixel error maps of one sample over the orbit, per model: ``maps[model]`` is ``(G, H, W)``.
+
+    Up to 16 elements are drawn (evenly spaced when the orbit is longer), 4 per row, each
+    labelled with its element; one colour scale (0 to the largest error) for every model.
+    """
+    present = [m for m in models if m in maps]
+    if not present:
+        raise ValueError("no error maps to plot")
+    g = next(iter(maps.values())).shape[0]
+    pick = np.unique(np.linspace(0, g - 1, min(g, 16)).round().astype(int))
+    vmax = max(float(np.nanmax(maps[m][pick])) if np.isfinite(maps[m][pick]).any() else 0.0 for m in present) or 1.0
+    cols = 4
+    rows = math.ceil(len(pick) / cols)
+    thumb_w = THUMB_WIDTH if image is not None else 0.0
+    fig = Figure(figsize=(thumb_w + 2.9 * len(present) + 0.8, 0.75 * rows + 1.2), layout="constrained")
+    outer = fig.add_gridspec(1, len(present) + (1 if image is not None else 0),
+                             width_ratios=([thumb_w] if image is not None else []) + [2.9] * len(present))
+    if image is not None:
+        _draw_thumbnail(fig, outer[0, 0], image)
+    axes = []
+    for j, model in enumerate(present):
+        sub = outer[0, j + (1 if image is not None else 0)].subgridspec(rows, cols, wspace=0.05, hspace=0.3)
+        for n, e in enumerate(pick):
+            ax = fig.add_subplot(sub[n // cols, n % cols])
+            ax.imshow(np.ma.masked_invalid(maps[model][e]), cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(str(labels[e]), fontsize=6, color=model_colors(list(models))[model] if n == 0 else "black")
+            axes.append(ax)
+        axes[-len(pick)].set_ylabel(model, fontsize=8, color=model_colors(list(models))[model])
+    sm = ScalarMappable(norm=Normalize(0.0, vmax), cmap="magma")
+    fig.colorbar(sm, ax=axes, shrink=0.85, label="endpoint error (px)")
+    fig.suptitle(f"per-pixel endpoint error \u2014 {title} \u2014 sample {sample}", fontsize=10)
+    return save_figure(fig, out_dir, stem)
+
+
 _DRAWERS = {
     "polar": _draw_polar,
     "heatmap": _draw_heatmap,
     "curve": _draw_curve,
     "disks": _draw_disks,
     "sphere": _draw_sphere,
+    "mosaic": _draw_mosaic,
 }

@@ -22,7 +22,6 @@ import pandas as pd
 
 from .errors import NeroError, OptionError
 
-PLOT_METRICS = ("confidence", "accuracy", "equivariance_error")
 
 
 @dataclass
@@ -98,7 +97,8 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
                  task: str | None = None, weights: Sequence[str] = (), meta: Sequence[str] = (),
                  names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
                  reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
-                 batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str = "confidence",
+                 batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
+                 score_threshold: float = 0.5,
                  plot_samples: str = "worst:3", plots: bool = True, overwrite: bool = False, command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
@@ -108,10 +108,10 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
     """
     import torch
 
-    from .data import load_images, select
+    from .data import select
     from .evaluate import evaluate, resolve_device
     from .models import load_model
-    from .summary import SUMMARY_METRICS, aggregate, summarise
+    from .summary import aggregate, summarise, summary_directions
     from .tasks import get_task
     from orbits import SpecError, parse_spec
 
@@ -121,8 +121,6 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
         raise OptionError("no MODEL given; pass a checkpoint, file.py:callable or sample:NAME (see 'nero list samples')")
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
-    if plot_metric not in PLOT_METRICS:
-        raise OptionError(f"--plot-metric must be one of {', '.join(PLOT_METRICS)}; got '{plot_metric}'")
     if len(names) > len(models) or len(meta) > len(models):
         raise OptionError(f"{len(names)} --name and {len(meta)} --meta for {len(models)} model(s); give at most one per model, in order")
     if batch_size <= 0:
@@ -155,13 +153,17 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
             raise OptionError(f"the models declare different tasks ({', '.join(sorted(task_names))}); evaluate them separately or pass --task")
         task = task_names.pop() if task_names else "classification"
     task_obj = get_task(task)
+    if plot_metric is None:
+        plot_metric = task_obj.plot_metrics[0]
+    if plot_metric not in task_obj.plot_metrics:
+        raise OptionError(f"--plot-metric for {task_obj.name} must be one of {', '.join(task_obj.plot_metrics)}; got '{plot_metric}'")
 
     # -- data ---------------------------------------------------------------------------
     shapes = {tuple(m.meta.input_shape) for m in loaded if m.meta.input_shape}
     channels = next(iter(shapes))[0] if len(shapes) == 1 else None
-    dataset = select(load_images(data, channels=channels), classes=list(classes) or None, limit=limit)
+    dataset = select(task_obj.load_data(data, channels), classes=list(classes) or None, limit=limit)
     for m in loaded:
-        if m.meta.input_shape and tuple(m.meta.input_shape[-2:]) != dataset.size:
+        if task_obj.name != "pointcloud" and m.meta.input_shape and tuple(m.meta.input_shape[-2:]) != dataset.size:
             raise NeroError(f"model {m.name} expects {m.meta.input_shape[-2]}x{m.meta.input_shape[-1]} images, "
                             f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data")
     class_names = dataset.class_names or next((m.meta.class_names for m in loaded if m.meta.class_names), None)
@@ -170,7 +172,8 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
     specs = []
     for text in groups:
         try:
-            specs.append(parse_spec(text, image_size=dataset.size, allowed=set(task_obj.groups)))
+            specs.append(parse_spec(text, image_size=dataset.size if dataset.inputs.ndim == 4 else None,
+                                    allowed=set(task_obj.groups)))
         except SpecError as exc:
             raise OptionError(f"--group {text}: {exc}") from None
 
@@ -181,13 +184,14 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
     bar = progress_factory(total) if progress_factory else None
     try:
         ev = evaluate(loaded, dataset, specs, task_obj, reference=reference, batch_size=batch_size, device=dev,
-                      normalize=norm, seed=seed, progress=bar.advance if bar else None)
+                      normalize=norm, seed=seed, options={"score_threshold": score_threshold},
+                      progress=bar.advance if bar else None)
     finally:
         if bar:
             bar.close()
     table = ev.table
-    agg = aggregate(table, ev.param_columns, class_names)
-    per_group = summarise(table)
+    agg = aggregate(table, ev.param_columns, task_obj.metrics, class_names)
+    per_group = summarise(table, task_obj.metrics, task_obj.plot_metrics[0])
     model_names = [m.name for m in loaded]
     summary = {
         "task": task_obj.name,
@@ -196,7 +200,7 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
         "models": model_names,
         "groups": {p.label: {"spec": p.spec.canonical, "n_elements": len(p.group), "plot": p.group.plot_kind}
                    for p in ev.plans},
-        "higher_is_better": SUMMARY_METRICS,
+        "higher_is_better": summary_directions(task_obj.metrics, task_obj.plot_metrics[0]),
         "metrics": per_group,
     }
 
@@ -207,7 +211,8 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
         table.to_csv(tmp / "results.csv", index=False, float_format="%.9g")
         agg.to_csv(tmp / "summary.csv", index=False, float_format="%.9g")
         _json_dump(summary, tmp / "summary.json")
-        plots = _write_plots(tmp / "plots", table, agg, ev, model_names, plot_metric, wanted, dataset) if plots else []
+        plots = (_write_plots(tmp / "plots", table, agg, ev, loaded, plot_metric, wanted, dataset, task_obj, dev)
+                 if plots else [])
         finished = _dt.datetime.now(_dt.timezone.utc)
         run_info = {
             "status": "complete",
@@ -216,7 +221,8 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
                         "weights": list(weights), "meta": list(meta), "names": list(names),
                         "trust_checkpoint": trust_checkpoint, "normalize": norm, "reference": ev.reference,
                         "limit": limit, "classes": list(classes), "batch_size": batch_size, "device": str(dev),
-                        "seed": seed, "plot_metric": plot_metric, "plot_samples": plot_samples},
+                        "seed": seed, "plot_metric": plot_metric, "plot_samples": plot_samples,
+                        "score_threshold": score_threshold},
             "groups": {p.label: p.spec.canonical for p in ev.plans},
             "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256} for m in loaded],
             "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": len(dataset),
@@ -238,16 +244,18 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
     return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plots)
 
 
-def _write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, ev: Any, models: list[str],
-                 metric: str, wanted: Any, dataset: Any) -> list[Path]:
-    from .plots import PlotSpec, plot_aggregate, plot_individual
+def _write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, ev: Any, loaded: list, metric: str,
+                 wanted: Any, dataset: Any, task: Any, device: Any) -> list[Path]:
+    from .plots import PlotSpec, plot_aggregate, plot_individual, plot_error_maps
     from .summary import rank_samples
 
+    models = [m.name for m in loaded]
     plot_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
+    primary = task.plot_metrics[0]
     if isinstance(wanted, tuple):
         how, k = wanted
-        sample_ids = rank_samples(table, how=how, k=k)
+        sample_ids = rank_samples(table, how=how, k=k, by=primary, higher_is_better=task.metrics[primary])
     else:
         known = set(int(s) for s in table["sample"].unique())
         missing = [s for s in wanted if s not in known]
@@ -256,18 +264,43 @@ def _write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, ev: Any
         sample_ids = list(wanted)
     for plan in ev.plans:
         g = plan.group
-        params = tuple(g.columns())
         title = f"{plan.label} ({len(g)} elements)"
-        spec = PlotSpec(group=plan.label, kind=g.plot_kind, params=params, title=title)
+        spec = PlotSpec(group=plan.label, kind=g.plot_kind, params=g.plot_columns, title=title)
         paths += plot_aggregate(agg[agg["group"] == plan.label], spec, metric, models, plot_dir,
                                 stem=f"aggregate_{_safe(plan.label)}_{metric}")
         rows = table[table["group"] == plan.label]
         for sid in sample_ids:
             pos = int(np.nonzero(dataset.index == sid)[0][0])
-            image = dataset.images[pos].numpy()
-            paths += plot_individual(rows, spec, metric, models, sid, image, plot_dir,
+            thumb = dataset.inputs[pos].numpy()
+            if task.name == "flow":
+                thumb = thumb[: thumb.shape[0] // 2]  # frame 1
+                maps = _flow_error_maps(loaded, dataset, pos, plan, task, ev.reference, device)
+                paths += plot_error_maps(maps, g.labels(), models, sid, thumb, plot_dir,
+                                         stem=f"sample_{sid}_{_safe(plan.label)}_error_maps", title=title)
+            paths += plot_individual(rows, spec, metric, models, sid, thumb, plot_dir,
                                      stem=f"sample_{sid}_{_safe(plan.label)}_{metric}")
     return paths
+
+
+def _flow_error_maps(loaded: list, dataset: Any, pos: int, plan: Any, task: Any, reference: str, device: Any) -> dict:
+    """Per-pixel endpoint-error maps of one sample over the orbit, per model (recomputed for the
+    plotted samples only, so the sweep never holds per-pixel maps)."""
+    import torch
+
+    from .tasks import Chunk
+
+    x = dataset.inputs[pos : pos + 1].to(device)
+    action = task.make_action(plan.spec, dataset)
+    g = len(plan.group)
+    out = {}
+    with torch.inference_mode():
+        for m in loaded:
+            xb = action(x, range(g))
+            y = task.prepare_outputs(m.module(xb.reshape(g, *xb.shape[2:])), g, m.name).reshape(g, 1, 2, *x.shape[-2:])
+            chunk = Chunk(identity=plan.group.identity_index, reference=reference, labels=None,
+                          targets={k: v[pos : pos + 1] for k, v in dataset.targets.items()}, action=action, spec=plan.spec)
+            out[m.name] = task.error_maps(y, chunk)[:, 0].cpu().numpy()
+    return out
 
 
 def _safe(label: str) -> str:

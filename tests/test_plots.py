@@ -230,8 +230,8 @@ def test_sphere_picks_at_most_six_rotations():
 
 
 def test_unknown_kind_and_bad_inputs():
-    with pytest.raises(ValueError, match="unknown plot kind 'mosaic'.*polar, heatmap"):
-        PlotSpec("g", "mosaic", ("a",))
+    with pytest.raises(ValueError, match="unknown plot kind 'hexbin'.*polar, heatmap"):
+        PlotSpec("g", "hexbin", ("a",))
     with pytest.raises(ValueError, match="needs 2 parameter"):
         PlotSpec("shift", "heatmap", ("dx",))
     spec, elements, models = SPECS["curve"]
