@@ -132,15 +132,18 @@ def _print_summary(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"NERO summary ({result.summary['n_samples']} samples, reference: {result.summary['reference']})")
-    cols = ["accuracy", "orbit_accuracy", "worst_case_accuracy", "mean_confidence", "equivariance_error", "orbit_spread"]
+    from .tasks import get_task
+
+    t = Table(title=f"NERO summary: {result.summary['task']}, {result.summary['n_samples']} samples, "
+                    f"reference {result.summary['reference']}")
+    cols = list(get_task(result.summary["task"]).table_columns)
     t.add_column("model")
     t.add_column("group")
     for c in cols:
         t.add_column(c.replace("_", " "), justify="right")
     for model, groups in result.summary["metrics"].items():
         for grp, m in groups.items():
-            t.add_row(model, grp, *(f"{m[c]:.4f}" for c in cols))
+            t.add_row(model, grp, *(f"{m[c]:.4f}" if c in m else "-" for c in cols))
     console = Console()
     console.print(t)
     console.print(f"Run written to [bold]{result.out}[/bold] ({len(result.plots)} plot files in plots/)")

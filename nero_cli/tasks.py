@@ -66,6 +66,8 @@ class Task:
     plot_metrics: ClassVar[tuple[str, ...]] = ()
     #: The task's ground truth, by the name users know it.
     truth: ClassVar[str] = "labels"
+    #: summary.json metrics shown in the closing table of ``nero evaluate``.
+    table_columns: ClassVar[tuple[str, ...]] = ("equivariance_error", "max_equivariance_error", "orbit_spread")
 
     def load_data(self, spec: str, channels: int | None) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -95,6 +97,8 @@ class Classification(Task):
     columns = ("prediction", "reference", "confidence", "correct", "consensus", "equivariance_error")
     metrics = {"confidence": True, "accuracy": True, "equivariance_error": False}
     plot_metrics = ("confidence", "accuracy", "equivariance_error")
+    table_columns = ("accuracy", "orbit_accuracy", "worst_case_accuracy", "mean_confidence", "equivariance_error",
+                     "orbit_spread")
 
     def load_data(self, spec: str, channels: int | None) -> Any:
         from .data import load_images
@@ -165,6 +169,7 @@ class Flow(Task):
     metrics = {"aee": False, "rmse": False, "equivariance_error": False}
     plot_metrics = ("aee", "rmse", "equivariance_error")
     truth = "flow"
+    table_columns = ("aee", "orbit_aee", "worst_aee", "orbit_rmse", "equivariance_error", "max_equivariance_error")
 
     def load_data(self, spec: str, channels: int | None) -> Any:
         from .data import load_frames
@@ -230,6 +235,7 @@ class Detection(Task):
                "f1": True, "equivariance_error": False}
     plot_metrics = ("iou", "confidence", "conf_iou", "accuracy", "f1", "equivariance_error")
     truth = "boxes"
+    table_columns = ("iou", "orbit_iou", "worst_iou", "orbit_accuracy", "orbit_f1", "equivariance_error")
 
     def load_data(self, spec: str, channels: int | None) -> Any:
         from .data import load_detection

@@ -46,6 +46,7 @@ WEIGHTS_DIR = PACKAGE_DIR / "weights"
 DATA_DIR = PACKAGE_DIR / "data"
 
 MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
+POINTCLOUD_CLASSES: tuple[str, ...] = ("box", "sphere", "cylinder", "cone", "torus")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,70 @@ SAMPLE_MODELS: dict[str, SampleModel] = {
             weights="mnist-cnn.safetensors",
             weights_into="base",
         ),
+        SampleModel(
+            name="pointnet",
+            description="Small PointNet trained on upright shapes only (no rotation augmentation).",
+            task="pointcloud",
+            class_names=POINTCLOUD_CLASSES,
+            input_shape=(256, 3),
+            factory="sample_models.pointcloud:pointnet",
+            weights="pointnet.safetensors",
+        ),
+        SampleModel(
+            name="pointnet-aug",
+            description="Same PointNet trained with a uniform random 3-D rotation per shape.",
+            task="pointcloud",
+            class_names=POINTCLOUD_CLASSES,
+            input_shape=(256, 3),
+            factory="sample_models.pointcloud:pointnet",
+            weights="pointnet-aug.safetensors",
+        ),
+        SampleModel(
+            name="pointnet-dist",
+            description="MLP on histograms of pairwise and centroid distances (rotation-invariant by construction).",
+            task="pointcloud",
+            class_names=POINTCLOUD_CLASSES,
+            input_shape=(256, 3),
+            factory="sample_models.pointcloud:distance_classifier",
+            weights="pointnet-dist.safetensors",
+        ),
+        SampleModel(
+            name="digitdet",
+            description="Tiny anchor-free digit detector trained with digits within +-12 px of the centre "
+            "(limited shift jitter); outputs (N, 10, 6) rows x1, y1, x2, y2, score, class.",
+            task="detection",
+            class_names=MNIST_CLASSES,
+            input_shape=(1, 64, 64),
+            factory="sample_models.detection:digit_detector",
+            weights="digitdet.safetensors",
+        ),
+        SampleModel(
+            name="flownet",
+            description="Small U-Net flow / PIV network trained on synthetic particle pairs (no augmentation).",
+            task="flow",
+            class_names=(),
+            input_shape=(2, 32, 32),
+            factory="sample_models.flow:flownet",
+            weights="flownet.safetensors",
+        ),
+        SampleModel(
+            name="fft-piv",
+            description="Classical FFT cross-correlation PIV in torch (16x16 windows, stride 8, sub-pixel peak); no weights.",
+            task="flow",
+            class_names=(),
+            input_shape=(2, 32, 32),
+            factory="sample_models.flow:fft_piv",
+            weights=None,
+        ),
+        SampleModel(
+            name="gradient-flow",
+            description="grad(frame1 - frame2): not a flow estimator, exactly D4 x time-reversal equivariant (reference).",
+            task="flow",
+            class_names=(),
+            input_shape=(2, 32, 32),
+            factory="sample_models.flow:gradient_flow",
+            weights=None,
+        ),
     )
 }
 
@@ -113,6 +178,24 @@ SAMPLE_DATA: dict[str, SampleData] = {
             description="500 MNIST test digits: the first 50 of each class 0-9 "
             "(npz: images uint8 (500,28,28), labels int64 (500,), class_names).",
             file="mnist500.npz",
+        ),
+        SampleData(
+            name="shapes200",
+            description="200 procedural shapes in canonical pose, 40 each of box, sphere, cylinder, cone, torus "
+            "(npz: points float32 (200,256,3) in the unit ball, labels, class_names).",
+            file="shapes200.npz",
+        ),
+        SampleData(
+            name="digits200",
+            description="200 MNIST test digits (20 per class), 20-32 px, one per 64x64 canvas, >= 16 px from each edge "
+            "(npz: images, boxes x1, y1, x2, y2 in pixel edges, box_labels, class_names).",
+            file="digits_det200.npz",
+        ),
+        SampleData(
+            name="piv64",
+            description="64 synthetic PIV pairs, 32x32, 16 each of uniform, shear, vortex and random smooth flow "
+            "(npz: frames (64,2,32,32), ground-truth flow (64,2,32,32) in px, u right, v down).",
+            file="piv64.npz",
         ),
     )
 }
