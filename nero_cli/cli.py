@@ -202,6 +202,13 @@ def list_groups() -> None:
     _guard(work)
 
 
+from .gate import add_command as _add_gate  # noqa: E402  (light modules: heavy imports live in the commands)
+from .report import add_command as _add_report  # noqa: E402
+
+_add_gate(app, _guard)
+_add_report(app, _guard)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,7 @@
+"""nero gate (being written)."""
+
+from __future__ import annotations
+
+
+def add_command(app, guard) -> None:  # noqa: ANN001
+    """Register the 'gate' command on the typer app."""
