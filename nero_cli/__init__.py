@@ -2,10 +2,11 @@
 
 The command line is ``nero`` (``python -m nero_cli``). From Python::
 
-    from nero_cli import evaluate_run
-    result = evaluate_run(["sample:mnist-cnn"], "sample:mnist500", ["rotation:step=15"], out="run")
-    result.table      # tidy table: one row per model x sample x orbit element
-    result.summary    # what summary.json holds
+    import nero_cli
+    table, summary = nero_cli.evaluate(model, images, "rotation:step=15", labels=labels)
+    result = nero_cli.evaluate_run(["sample:mnist-cnn"], "sample:mnist500", ["rotation:step=15"], out="run")
+
+``nero_cli.testing.assert_orbit_equivariant`` puts an equivariance check in a test suite.
 
 Heavy modules (torch, pandas, matplotlib) are imported on first use only.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "evaluate_run"]
+__all__ = ["__version__", "evaluate", "evaluate_run"]
 
 
 def __getattr__(name: str):  # lazy: keep `import nero_cli` and `nero --help` instant
@@ -22,4 +23,8 @@ def __getattr__(name: str):  # lazy: keep `import nero_cli` and `nero --help` in
         from .run import evaluate_run
 
         return evaluate_run
+    if name == "evaluate":
+        from .api import evaluate
+
+        return evaluate
     raise AttributeError(name)

@@ -35,6 +35,8 @@ def _guard(fn: Callable[[], Any]) -> Any:
     """Run ``fn``; turn user errors into one line and an exit code."""
     try:
         return fn()
+    except (typer.Exit, typer.Abort):
+        raise
     except KeyboardInterrupt:
         if os.environ.get("NERO_DEBUG"):
             raise
@@ -86,7 +88,7 @@ def _split(values: Optional[List[str]]) -> list[str]:
 
 @app.command()
 def evaluate(
-    models: List[str] = typer.Argument(..., metavar="MODEL...", help="Checkpoints (.pt TorchScript, .pt2 torch.export, pickled module with --trust-checkpoint), file.py:callable or package.module:callable (with --weights), or sample:NAME. Several are compared in one run."),
+    models: List[str] = typer.Argument(..., metavar="MODEL...", help="Checkpoints or globs of them (checkpoints/*.pt, ordered by the epoch or step in their names) (.pt TorchScript, .pt2 torch.export, pickled module with --trust-checkpoint), file.py:callable or package.module:callable (with --weights), or sample:NAME. Several are compared in one run."),
     data: str = typer.Option(..., "--data", "-d", help=".npz (images, labels), an ImageFolder directory, or sample:mnist500."),
     group: List[str] = typer.Option(..., "--group", "-g", help="Orbit spec NAME[:key=value,...], e.g. rotation:step=15; repeatable. See 'nero list groups'."),
     out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
@@ -106,6 +108,8 @@ def evaluate(
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="detection: predictions counted for precision/recall/F1."),
     plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots: worst:K, best:K (by mean confidence), ids like 3,17, or none."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only (CSV, JSON), no plots."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate everything again instead of reusing cached (checkpoint, data, group) results ($NERO_CACHE_DIR or ~/.cache/nero)."),
+    gate: bool = typer.Option(False, "--gate", help="Run 'nero gate' on the fresh run with the thresholds of nero.toml / pyproject.toml; exit 1 if a check fails."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
@@ -119,11 +123,17 @@ def evaluate(
             trust_checkpoint=trust_checkpoint, normalize=normalize, reference=reference, limit=limit,
             classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
             score_threshold=score_threshold,
-            plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, command=["nero", *sys.argv[1:]],
+            plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, cache=not no_cache, command=["nero", *sys.argv[1:]],
             progress_factory=None if quiet else _Bar,
         )
         if not quiet:
             _print_summary(result)
+        if gate:
+            from .gate import gate_after_evaluate
+
+            code = gate_after_evaluate(result.out)
+            if code:
+                raise typer.Exit(code)
 
     _guard(work)
 

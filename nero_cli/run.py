@@ -93,53 +93,47 @@ def _json_dump(obj: Any, path: Path) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: Path, *,
-                 task: str | None = None, weights: Sequence[str] = (), meta: Sequence[str] = (),
-                 names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
-                 reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
-                 batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
-                 score_threshold: float = 0.5,
-                 plot_samples: str = "worst:3", plots: bool = True, overwrite: bool = False, command: Sequence[str] | None = None,
-                 progress_factory: Callable[[int], Any] | None = None) -> RunResult:
-    """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
+@dataclass
+class Prepared:
+    """Everything loaded and checked before the sweep starts."""
 
-    ``weights``, ``meta`` and ``names`` are matched to the models in order: ``weights``
-    to the factory models (``file.py:callable``), ``meta`` and ``names`` to all models.
-    """
+    models: list
+    task: Any
+    dataset: Any
+    specs: list
+    class_names: list[str] | None
+    plot_metric: str
+    device: Any
+    normalize: tuple[list[float], list[float]] | None
+
+
+def _load_models(models: Sequence[Any], weights: Sequence[str], meta: Sequence[str], names: Sequence[str],
+                 trust_checkpoint: bool, dev: Any) -> list:
     import torch
 
-    from .data import select
-    from .evaluate import evaluate, resolve_device
-    from .models import load_model
-    from .summary import aggregate, summarise, summary_directions
-    from .tasks import get_task
-    from orbits import SpecError, parse_spec
+    from .checkpoints import expand_models
+    from .models import LoadedModel, ModelMeta, load_model
 
-    started = _dt.datetime.now(_dt.timezone.utc)
-    out = Path(out)
     if not models:
         raise OptionError("no MODEL given; pass a checkpoint, file.py:callable or sample:NAME (see 'nero list samples')")
-    if not groups:
-        raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
+    models = [m for a in models for m in (expand_models([a]) if isinstance(a, str) else [a])]
     if len(names) > len(models) or len(meta) > len(models):
         raise OptionError(f"{len(names)} --name and {len(meta)} --meta for {len(models)} model(s); give at most one per model, in order")
-    if batch_size <= 0:
-        raise OptionError(f"--batch-size must be positive, got {batch_size}")
-    wanted = parse_plot_samples(plot_samples)
-    norm = parse_normalize(normalize)
-    check_out_dir(out, overwrite)
-    dev = resolve_device(device)
-
-    # -- models -----------------------------------------------------------------------
-    factory_models = [m for m in models if ":" in m and not m.startswith("sample:") and not Path(m).exists()]
+    factory_models = [m for m in models if isinstance(m, str) and ":" in m and not m.startswith("sample:") and not Path(m).exists()]
     if len(weights) > len(factory_models):
         raise OptionError(f"{len(weights)} --weights for {len(factory_models)} factory model(s) (file.py:callable); give one per factory model, in order")
     w_iter = iter(weights)
     loaded = []
     for i, arg in enumerate(models):
+        name = names[i] if i < len(names) else None
+        if isinstance(arg, torch.nn.Module):  # Python API: a module in memory
+            arg.eval()
+            loaded.append(LoadedModel(name=name or type(arg).__name__, module=arg.to(dev), source="<python object>",
+                                      format="module", sha256={}, meta=ModelMeta()))
+            continue
         w = next(w_iter, None) if arg in factory_models else None
-        loaded.append(load_model(arg, weights=w, meta=meta[i] if i < len(meta) else None,
-                                 name=names[i] if i < len(names) else None, trust_checkpoint=trust_checkpoint, device=dev))
+        loaded.append(load_model(arg, weights=w, meta=meta[i] if i < len(meta) else None, name=name,
+                                 trust_checkpoint=trust_checkpoint, device=dev))
     seen: dict[str, int] = {}
     for m in loaded:  # keep display names unique
         if m.name in seen:
@@ -147,6 +141,24 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
             m.name = f"{m.name}-{seen[m.name]}"
         else:
             seen[m.name] = 1
+    return loaded
+
+
+def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: str | None = None,
+            weights: Sequence[str] = (), meta: Sequence[str] = (), names: Sequence[str] = (),
+            trust_checkpoint: bool = False, normalize: str | None = None, limit: int | None = None,
+            classes: Sequence[str] = (), device: str = "auto", plot_metric: str | None = None) -> Prepared:
+    """Load and check models, data and group specs (everything that can fail before the sweep)."""
+    from .core import resolve_device
+    from .data import Dataset, select
+    from .tasks import get_task
+    from orbits import SpecError, parse_spec
+
+    if not groups:
+        raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
+    norm = parse_normalize(normalize)
+    dev = resolve_device(device)
+    loaded = _load_models(models, weights, meta, names, trust_checkpoint, dev)
     task_names = {m.meta.task for m in loaded if m.meta.task}
     if task is None:
         if len(task_names) > 1:
@@ -158,17 +170,15 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
     if plot_metric not in task_obj.plot_metrics:
         raise OptionError(f"--plot-metric for {task_obj.name} must be one of {', '.join(task_obj.plot_metrics)}; got '{plot_metric}'")
 
-    # -- data ---------------------------------------------------------------------------
     shapes = {tuple(m.meta.input_shape) for m in loaded if m.meta.input_shape}
     channels = next(iter(shapes))[0] if len(shapes) == 1 else None
-    dataset = select(task_obj.load_data(data, channels), classes=list(classes) or None, limit=limit)
+    dataset = data if isinstance(data, Dataset) else task_obj.load_data(data, channels)
+    dataset = select(dataset, classes=list(classes) or None, limit=limit)
     for m in loaded:
         if task_obj.name != "pointcloud" and m.meta.input_shape and tuple(m.meta.input_shape[-2:]) != dataset.size:
             raise NeroError(f"model {m.name} expects {m.meta.input_shape[-2]}x{m.meta.input_shape[-1]} images, "
                             f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data")
     class_names = dataset.class_names or next((m.meta.class_names for m in loaded if m.meta.class_names), None)
-
-    # -- orbits -------------------------------------------------------------------------
     specs = []
     for text in groups:
         try:
@@ -176,33 +186,76 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
                                     allowed=set(task_obj.groups)))
         except SpecError as exc:
             raise OptionError(f"--group {text}: {exc}") from None
+    return Prepared(loaded, task_obj, dataset, specs, class_names, plot_metric, dev, norm)
 
-    # -- evaluate -----------------------------------------------------------------------
-    from .evaluate import plan_orbits
 
-    total = len(loaded) * len(dataset) * sum(len(p.group) for p in plan_orbits(specs))
+def compute(p: Prepared, *, reference: str = "auto", batch_size: int = 256, seed: int = 0,
+            score_threshold: float = 0.5, cache: Any = None,
+            progress_factory: Callable[[int], Any] | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+    """Run the sweep; return the evaluation, the aggregate table and the summary."""
+    import hashlib
+
+    from .core import evaluate, plan_orbits
+    from .summary import aggregate, summarise, summary_directions
+
+    if batch_size <= 0:
+        raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    total = len(p.models) * len(p.dataset) * sum(len(pl.group) for pl in plan_orbits(p.specs))
+    data_key = hashlib.sha256((p.dataset.sha256 + ":" + ",".join(map(str, p.dataset.index.tolist()))).encode()).hexdigest()
     bar = progress_factory(total) if progress_factory else None
     try:
-        ev = evaluate(loaded, dataset, specs, task_obj, reference=reference, batch_size=batch_size, device=dev,
-                      normalize=norm, seed=seed, options={"score_threshold": score_threshold},
-                      progress=bar.advance if bar else None)
+        ev = evaluate(p.models, p.dataset, p.specs, p.task, reference=reference, batch_size=batch_size, device=p.device,
+                      normalize=p.normalize, seed=seed, options={"score_threshold": score_threshold},
+                      progress=bar.advance if bar else None, cache=cache, data_key=data_key)
     finally:
         if bar:
             bar.close()
-    table = ev.table
-    agg = aggregate(table, ev.param_columns, task_obj.metrics, class_names)
-    per_group = summarise(table, task_obj.metrics, task_obj.plot_metrics[0])
-    model_names = [m.name for m in loaded]
+    agg = aggregate(ev.table, ev.param_columns, p.task.metrics, p.class_names)
     summary = {
-        "task": task_obj.name,
+        "task": p.task.name,
         "reference": ev.reference,
-        "n_samples": len(dataset),
-        "models": model_names,
-        "groups": {p.label: {"spec": p.spec.canonical, "n_elements": len(p.group), "plot": p.group.plot_kind}
-                   for p in ev.plans},
-        "higher_is_better": summary_directions(task_obj.metrics, task_obj.plot_metrics[0]),
-        "metrics": per_group,
+        "n_samples": len(p.dataset),
+        "models": [m.name for m in p.models],
+        "groups": {pl.label: {"spec": pl.spec.canonical, "n_elements": len(pl.group), "plot": pl.group.plot_kind}
+                   for pl in ev.plans},
+        "higher_is_better": summary_directions(p.task.metrics, p.task.plot_metrics[0]),
+        "metrics": summarise(ev.table, p.task.metrics, p.task.plot_metrics[0]),
     }
+    return ev, agg, summary
+
+
+def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: Path, *,
+                 task: str | None = None, weights: Sequence[str] = (), meta: Sequence[str] = (),
+                 names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
+                 reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
+                 batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
+                 score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True,
+                 overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
+                 command: Sequence[str] | None = None,
+                 progress_factory: Callable[[int], Any] | None = None) -> RunResult:
+    """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
+
+    ``weights``, ``meta`` and ``names`` are matched to the models in order: ``weights``
+    to the factory models (``file.py:callable``), ``meta`` and ``names`` to all models.
+    MODEL arguments may be globs; their matches are ordered by the epoch or step number
+    in their names. With ``cache=True`` unchanged (checkpoint, data, spec) pieces are reused.
+    """
+    started = _dt.datetime.now(_dt.timezone.utc)
+    out = Path(out)
+    wanted = parse_plot_samples(plot_samples)
+    check_out_dir(out, overwrite)
+    p = prepare(models, data, groups, task=task, weights=weights, meta=meta, names=names,
+                trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit, classes=classes,
+                device=device, plot_metric=plot_metric)
+    store = None
+    if cache:
+        from .cache import Cache
+
+        store = Cache(cache_dir)
+    ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed,
+                               score_threshold=score_threshold, cache=store, progress_factory=progress_factory)
+    table = ev.table
+    loaded, task_obj, dataset, dev = p.models, p.task, p.dataset, p.device
 
     # -- write, atomically --------------------------------------------------------------
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -211,22 +264,23 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
         table.to_csv(tmp / "results.csv", index=False, float_format="%.9g")
         agg.to_csv(tmp / "summary.csv", index=False, float_format="%.9g")
         _json_dump(summary, tmp / "summary.json")
-        plots = (_write_plots(tmp / "plots", table, agg, ev, loaded, plot_metric, wanted, dataset, task_obj, dev)
-                 if plots else [])
+        plot_files = (_write_plots(tmp / "plots", table, agg, ev, loaded, p.plot_metric, wanted, dataset, task_obj, dev)
+                      if plots else [])
         finished = _dt.datetime.now(_dt.timezone.utc)
         run_info = {
             "status": "complete",
             "command": list(command) if command is not None else None,
-            "options": {"models": list(models), "data": data, "groups": list(groups), "task": task_obj.name,
-                        "weights": list(weights), "meta": list(meta), "names": list(names),
-                        "trust_checkpoint": trust_checkpoint, "normalize": norm, "reference": ev.reference,
+            "options": {"models": [m.source for m in loaded], "data": dataset.source, "groups": list(groups),
+                        "task": task_obj.name, "weights": list(weights), "meta": list(meta), "names": list(names),
+                        "trust_checkpoint": trust_checkpoint, "normalize": p.normalize, "reference": ev.reference,
                         "limit": limit, "classes": list(classes), "batch_size": batch_size, "device": str(dev),
-                        "seed": seed, "plot_metric": plot_metric, "plot_samples": plot_samples,
-                        "score_threshold": score_threshold},
-            "groups": {p.label: p.spec.canonical for p in ev.plans},
+                        "seed": seed, "plot_metric": p.plot_metric, "plot_samples": plot_samples,
+                        "score_threshold": score_threshold, "cache": cache},
+            "groups": {pl.label: pl.spec.canonical for pl in ev.plans},
             "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256} for m in loaded],
             "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": len(dataset),
-                     "image_size": list(dataset.size)},
+                     "image_size": list(dataset.size) if dataset.inputs.ndim == 4 else None},
+            "cache": {"hits": store.hits, "misses": store.misses} if store else None,
             "versions": _versions(),
             "seed": seed,
             "started": started.isoformat(timespec="seconds"),
@@ -240,8 +294,8 @@ def evaluate_run(models: Sequence[str], data: str, groups: Sequence[str], out: P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    plots = [out / p.relative_to(tmp) for p in plots]
-    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plots)
+    plot_files = [out / f.relative_to(tmp) for f in plot_files]
+    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files)
 
 
 def _write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, ev: Any, loaded: list, metric: str,

@@ -112,12 +112,15 @@ def _forward(model: LoadedModel, x: torch.Tensor, norm) -> Any:  # noqa: ANN001
 def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec], task: Task, *,
              reference: str = "auto", batch_size: int = 256, device: str | torch.device = "cpu",
              normalize: tuple[list[float], list[float]] | None = None, seed: int = 0,
-             options: dict[str, Any] | None = None, progress: Progress | None = None) -> "Evaluation":
+             options: dict[str, Any] | None = None, progress: Progress | None = None,
+             cache: Any = None, data_key: str | None = None) -> "Evaluation":
     """Run every model over every orbit of every sample; return the tidy results table
     (``Evaluation.table``) with the orbits it ran.
 
     Columns: ``model, sample, label, group, element, identity`` (the identity element),
     the groups' parameter columns (``label`` is -1 without labels),
+    With ``cache`` (a :class:`nero_cli.cache.Cache`) and ``data_key`` (the data's identity),
+    pieces already evaluated for the same checkpoint bytes, data and spec are reused.
     then the task's columns (for classification ``prediction, reference, confidence,
     correct, consensus, equivariance_error``).
     """
@@ -145,8 +148,25 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
         norm = _normaliser(model, normalize, dev)
         for plan in plans:
             group = plan.group
-            action = task.make_action(plan.spec, data)
             g = len(group)
+            key = None
+            if cache is not None and data_key and model.sha256:
+                from . import __version__
+                from .cache import make_key
+
+                key = make_key({"model": model.sha256, "format": model.format, "source": model.source,
+                                "data": data_key, "spec": plan.spec.canonical, "label": plan.label,
+                                "task": task.name, "reference": reference, "normalize": normalize or model.meta.normalize,
+                                "batch_size": batch_size, "device": str(dev), "options": options or {},
+                                "params": param_cols, "nero": __version__})
+                hit = cache.get(key)
+                if hit is not None and len(hit) == n * g:
+                    hit.insert(0, "model", np.full(len(hit), model.name, dtype=object))
+                    pieces.append(hit)
+                    if progress:
+                        progress(n * g)
+                    continue
+            action = task.make_action(plan.spec, data)
             ident = group.identity_index
             assert ident is not None
             per_chunk, per_pass = chunk_sizes(n, g, batch_size)
@@ -193,6 +213,9 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
                 frame[c] = np.tile(vals, n)
             for c in task.columns:
                 frame[c] = np.concatenate(cols[c])
-            pieces.append(pd.DataFrame(frame))
+            piece = pd.DataFrame(frame)
+            if key is not None:
+                cache.put(key, piece.drop(columns=["model"]))
+            pieces.append(piece)
     table = pd.concat(pieces, ignore_index=True)
     return Evaluation(table=table, plans=plans, reference=reference, param_columns=param_cols, task=task.name)

@@ -1,0 +1,79 @@
+"""A content-addressed cache of evaluated (model, orbit) pieces of the results table.
+
+The key hashes everything that determines the rows: the checkpoint's bytes (sha256 of each
+file), the data's content and the selected samples, the group spec, the task, the reference
+mode, normalisation, batch size, device and nero's version. Re-running a sweep evaluates
+only what changed. Entries are ``.npz`` files (plain arrays, loaded with
+``allow_pickle=False``) under ``$NERO_CACHE_DIR`` or ``~/.cache/nero``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def default_dir() -> Path:
+    env = os.environ.get("NERO_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nero"
+
+
+def make_key(parts: dict[str, Any]) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class Cache:
+    """Get and put results pieces (DataFrames without the ``model`` column) by key."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else default_dir()
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> pd.DataFrame | None:
+        path = self._path(key)
+        if not path.is_file():
+            self.misses += 1
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                order = [str(c) for c in z["__columns__"].tolist()]
+                frame = pd.DataFrame({c: z[f"c{i}"] for i, c in enumerate(order)})
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss, never an error
+            self.misses += 1
+            return None
+        for c in frame.columns:
+            if frame[c].dtype.kind == "U":
+                frame[c] = frame[c].astype(object)
+        self.hits += 1
+        return frame
+
+    def put(self, key: str, frame: pd.DataFrame) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {"__columns__": np.array(list(frame.columns), dtype=str)}
+            for i, c in enumerate(frame.columns):
+                col = frame[c].to_numpy()
+                arrays[f"c{i}"] = col.astype(str) if col.dtype == object else col
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only or full cache never fails a run
