@@ -40,7 +40,7 @@ def _guard(fn: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         if os.environ.get("NERO_DEBUG"):
             raise
-        _stderr_console().print("[red]nero: interrupted[/red]; nothing was written for this run")
+        _stderr_console().print("[red]nero: interrupted[/red]; no complete run was written")
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001
         from .errors import NeroError
@@ -111,6 +111,7 @@ def evaluate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate everything again instead of reusing cached (checkpoint, data, group) results ($NERO_CACHE_DIR or ~/.cache/nero)."),
     gate: bool = typer.Option(False, "--gate", help="Run 'nero gate' on the fresh run with the thresholds of nero.toml / pyproject.toml; exit 1 if a check fails."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its finished chunks."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
     """Evaluate models over transformation orbits; write NERO plots, CSV and JSON to a run directory."""
@@ -123,7 +124,8 @@ def evaluate(
             trust_checkpoint=trust_checkpoint, normalize=normalize, reference=reference, limit=limit,
             classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
             score_threshold=score_threshold,
-            plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, cache=not no_cache, command=["nero", *sys.argv[1:]],
+            plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, cache=not no_cache,
+            resume=resume, command=["nero", *sys.argv[1:]],
             progress_factory=None if quiet else _Bar,
         )
         if not quiet:

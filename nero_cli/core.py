@@ -113,7 +113,7 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
              reference: str = "auto", batch_size: int = 256, device: str | torch.device = "cpu",
              normalize: tuple[list[float], list[float]] | None = None, seed: int = 0,
              options: dict[str, Any] | None = None, progress: Progress | None = None,
-             cache: Any = None, data_key: str | None = None) -> "Evaluation":
+             cache: Any = None, data_key: str | None = None, chunks: Any = None) -> "Evaluation":
     """Run every model over every orbit of every sample; return the tidy results table
     (``Evaluation.table``) with the orbits it ran.
 
@@ -121,6 +121,8 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
     the groups' parameter columns (``label`` is -1 without labels),
     With ``cache`` (a :class:`nero_cli.cache.Cache`) and ``data_key`` (the data's identity),
     pieces already evaluated for the same checkpoint bytes, data and spec are reused.
+    With ``chunks`` (a Cache in a run's partial directory) every finished chunk of samples is
+    kept as it completes, so an interrupted sweep resumes where it stopped.
     then the task's columns (for classification ``prediction, reference, confidence,
     correct, consensus, equivariance_error``).
     """
@@ -149,16 +151,16 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
         for plan in plans:
             group = plan.group
             g = len(group)
-            key = None
-            if cache is not None and data_key and model.sha256:
-                from . import __version__
-                from .cache import make_key
+            from . import __version__
+            from .cache import make_key
 
-                key = make_key({"model": model.sha256, "format": model.format, "source": model.source,
-                                "data": data_key, "spec": plan.spec.canonical, "label": plan.label,
-                                "task": task.name, "reference": reference, "normalize": normalize or model.meta.normalize,
-                                "batch_size": batch_size, "device": str(dev), "options": options or {},
-                                "params": param_cols, "nero": __version__})
+            parts = {"model": model.sha256, "format": model.format, "source": model.source,
+                     "data": data_key, "spec": plan.spec.canonical, "label": plan.label,
+                     "task": task.name, "reference": reference, "normalize": normalize or model.meta.normalize,
+                     "batch_size": batch_size, "device": str(dev), "options": options or {},
+                     "params": param_cols, "nero": __version__}
+            key = make_key(parts) if cache is not None and data_key and model.sha256 else None
+            if key is not None:
                 hit = cache.get(key)
                 if hit is not None and len(hit) == n * g:
                     hit.insert(0, "model", np.full(len(hit), model.name, dtype=object))
@@ -173,6 +175,14 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
             cols: dict[str, list[np.ndarray]] = {c: [] for c in task.columns}
             checked = False
             for s0 in range(0, n, per_chunk):
+                ckey = make_key({**parts, "name": model.name, "s0": s0, "per_chunk": per_chunk}) if chunks is not None else None
+                done = chunks.get(ckey) if ckey is not None else None
+                if done is not None:
+                    for c in task.columns:
+                        cols[c].append(done[c].to_numpy())
+                    if progress:
+                        progress(len(done))
+                    continue
                 x = data.inputs[s0 : s0 + per_chunk].to(dev)
                 b = x.shape[0]
                 outs = []
@@ -193,8 +203,11 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
                               labels=labels[s0 : s0 + b] if labels is not None else None,
                               targets={k: v[s0 : s0 + b] for k, v in data.targets.items()},
                               action=action, spec=plan.spec, options=options or {})
-                for c, v in task.score(outputs, chunk).items():
+                scored = task.score(outputs, chunk)
+                for c, v in scored.items():
                     cols[c].append(v)
+                if ckey is not None:
+                    chunks.put(ckey, pd.DataFrame(scored))
             frame = {
                 "model": np.full(n * g, model.name, dtype=object),
                 "sample": np.repeat(sample_ids, g),

@@ -1,4 +1,18 @@
-"""User-facing errors: one clear line, a distinct exit code, no traceback."""
+"""User-facing errors: one clear line, a distinct exit code, no traceback.
+
+Exit codes of ``nero`` (documented in the README):
+
+====  ==========================================================================
+0     success (``nero gate``: every check passed)
+1     ``nero gate`` / ``nero doctor`` / ``--gate``: a check failed
+2     usage: a bad option, group spec, threshold or task name
+3     the model: cannot be loaded, refused as unsafe, or breaks the task's contract
+4     the data: cannot be loaded, or is not what the task expects
+5     the output: the run directory exists, is not writable, or a run is incomplete
+70    an internal error (a bug in nero; ``NERO_DEBUG=1`` shows the traceback)
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+"""
 
 from __future__ import annotations
 
@@ -20,13 +34,23 @@ class NeroError(Exception):
 class ModelError(NeroError):
     """The model could not be loaded or does not honour the task's contract."""
 
+    exit_code = 3
+
 
 class DataError(NeroError):
     """The data could not be loaded or is not what the task expects."""
 
+    exit_code = 4
+
 
 class OptionError(NeroError):
     """A command-line option or group spec is invalid."""
+
+
+class OutputError(NeroError):
+    """The output directory cannot be written, or a run directory is not complete."""
+
+    exit_code = 5
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import NeroError, OptionError
+from .errors import NeroError, OptionError, OutputError
 
 
 
@@ -67,17 +66,25 @@ def parse_normalize(text: str | None) -> tuple[list[float], list[float]] | None:
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise OptionError(f"--out {out}: exists and is not a directory; choose another path")
+        raise OutputError(f"--out {out}: exists and is not a directory; choose another path")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OptionError(f"--out {out}: already holds files; add --overwrite to replace it, or choose another directory")
+        what = "already holds a run" if (out / "run.json").exists() else "already holds files"
+        raise OutputError(f"--out {out}: {what}; add --overwrite to replace it, or choose another directory")
     parent = out.resolve().parent
     if not parent.exists():
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OptionError(f"--out {out}: cannot create its parent directory ({exc.strerror})") from None
-    if not os.access(parent, os.W_OK):
-        raise OptionError(f"--out {out}: the directory {parent} is not writable; choose another --out")
+            raise OutputError(f"--out {out}: cannot create its parent directory ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK) or (out.is_dir() and not os.access(out, os.W_OK)):
+        raise OutputError(f"--out {out}: the directory {parent} is not writable; choose another --out")
+
+
+def _read_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _versions() -> dict[str, str]:
@@ -190,7 +197,7 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
 
 
 def compute(p: Prepared, *, reference: str = "auto", batch_size: int = 256, seed: int = 0,
-            score_threshold: float = 0.5, cache: Any = None,
+            score_threshold: float = 0.5, cache: Any = None, chunks: Any = None,
             progress_factory: Callable[[int], Any] | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Run the sweep; return the evaluation, the aggregate table and the summary."""
     import hashlib
@@ -206,7 +213,7 @@ def compute(p: Prepared, *, reference: str = "auto", batch_size: int = 256, seed
     try:
         ev = evaluate(p.models, p.dataset, p.specs, p.task, reference=reference, batch_size=batch_size, device=p.device,
                       normalize=p.normalize, seed=seed, options={"score_threshold": score_threshold},
-                      progress=bar.advance if bar else None, cache=cache, data_key=data_key)
+                      progress=bar.advance if bar else None, cache=cache, data_key=data_key, chunks=chunks)
     finally:
         if bar:
             bar.close()
@@ -231,7 +238,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
                  score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True,
                  overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
-                 command: Sequence[str] | None = None,
+                 resume: bool = False, command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
 
@@ -239,7 +246,15 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     to the factory models (``file.py:callable``), ``meta`` and ``names`` to all models.
     MODEL arguments may be globs; their matches are ordered by the epoch or step number
     in their names. With ``cache=True`` unchanged (checkpoint, data, spec) pieces are reused.
+
+    The run is built in ``.<out>.partial`` beside ``out`` (its ``run.json`` says
+    ``status: running``), finished chunks of samples are kept there as they complete, and the
+    directory is renamed to ``out`` only when every file is written (``status: complete``).
+    After an interruption it stays, marked ``interrupted``; ``resume=True`` continues it, and
+    the results equal those of an uninterrupted run.
     """
+    from .cache import Cache, make_key
+
     started = _dt.datetime.now(_dt.timezone.utc)
     out = Path(out)
     wanted = parse_plot_samples(plot_samples)
@@ -247,19 +262,47 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     p = prepare(models, data, groups, task=task, weights=weights, meta=meta, names=names,
                 trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit, classes=classes,
                 device=device, plot_metric=plot_metric)
-    store = None
-    if cache:
-        from .cache import Cache
-
-        store = Cache(cache_dir)
-    ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed,
-                               score_threshold=score_threshold, cache=store, progress_factory=progress_factory)
+    store = Cache(cache_dir) if cache else None
+    config = make_key({"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
+                       "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
+                       "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
+                       "score_threshold": score_threshold, "device": str(p.device)})
+    tmp = out.parent / f".{out.name}.partial"
+    if tmp.exists():
+        old = _read_status(tmp)
+        if resume and old.get("config") != config:
+            raise OptionError(f"--resume: the interrupted run in {tmp} used other models, data or options; "
+                              "rerun without --resume to start over")
+        if not resume:
+            shutil.rmtree(tmp)
+    elif resume:
+        raise OptionError(f"--resume: no interrupted run to continue for {out} (no {tmp.name})")
+    tmp.mkdir(parents=True, exist_ok=True)
+    _json_dump({"status": "running", "config": config, "pid": os.getpid(),
+                "started": started.isoformat(timespec="seconds")}, tmp / "run.json")
+    chunk_store = Cache(tmp / "chunks")
+    try:
+        ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed,
+                                   score_threshold=score_threshold, cache=store, chunks=chunk_store,
+                                   progress_factory=progress_factory)
+    except BaseException as exc:
+        kept = any((tmp / "chunks").rglob("*.npz")) if (tmp / "chunks").exists() else False
+        if not kept:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, KeyboardInterrupt):
+                raise NeroError("interrupted before the first chunk finished; nothing was kept", exit_code=130) from None
+            raise
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _json_dump({"status": status, "config": config, "error": str(exc)[:300],
+                    "started": started.isoformat(timespec="seconds")}, tmp / "run.json")
+        if isinstance(exc, KeyboardInterrupt):
+            raise NeroError(f"interrupted; finished chunks are kept in {tmp}: rerun the same command with --resume "
+                            "to continue", exit_code=130) from None
+        raise
     table = ev.table
     loaded, task_obj, dataset, dev = p.models, p.task, p.dataset, p.device
 
-    # -- write, atomically --------------------------------------------------------------
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    # -- write, then rename into place ---------------------------------------------------
     try:
         table.to_csv(tmp / "results.csv", index=False, float_format="%.9g")
         agg.to_csv(tmp / "summary.csv", index=False, float_format="%.9g")
@@ -281,12 +324,14 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
             "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": len(dataset),
                      "image_size": list(dataset.size) if dataset.inputs.ndim == 4 else None},
             "cache": {"hits": store.hits, "misses": store.misses} if store else None,
+            "resumed_chunks": chunk_store.hits,
             "versions": _versions(),
             "seed": seed,
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "seconds": round((finished - started).total_seconds(), 3),
         }
+        shutil.rmtree(tmp / "chunks", ignore_errors=True)
         _json_dump(run_info, tmp / "run.json")
         if out.exists():
             shutil.rmtree(out)

@@ -75,7 +75,7 @@ def test_sweep_then_cache_skips_unchanged_work(sweep, tmp_path, monkeypatch):
 def test_glob_without_match(tmp_path):
     r = runner.invoke(app, ["evaluate", str(tmp_path / "*.pt"), "--data", "sample:mnist500", "-g", "rotation",
                             "--out", str(tmp_path / "run")])
-    assert r.exit_code == 2 and "matches no checkpoint" in r.stderr
+    assert r.exit_code == 3 and "matches no checkpoint" in r.stderr
 
 
 def test_python_api_with_modules_and_arrays():

@@ -37,7 +37,7 @@ def test_run_directory_contents(demo_run):
     for g in ("rotation", "shift", "scale"):
         assert f"aggregate_{g}_confidence.png" in plots and f"aggregate_{g}_confidence.svg" in plots
     assert sum(p.startswith("sample_") and p.endswith(".png") for p in plots) == 3
-    assert not list(demo_run.parent.glob(".run.partial-*"))
+    assert not list(demo_run.parent.glob(".run.partial*"))
 
 
 def test_results_table_schema(demo_run):
@@ -118,7 +118,7 @@ def test_overwrite_guard(tmp_path):
     (out / "keep.txt").write_text("x")
     r = run("evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation:step=90", "--limit", "3",
             "--out", out, "--quiet")
-    assert r.exit_code == 2 and "--overwrite" in r.stderr
+    assert r.exit_code == 5 and "--overwrite" in r.stderr
     assert (out / "keep.txt").exists()
     r = run("evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation:step=90", "--limit", "3",
             "--out", out, "--quiet", "--overwrite", "--plot-samples", "none")

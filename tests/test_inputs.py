@@ -26,13 +26,14 @@ def evaluate(*args, out: Path, data: str = "sample:mnist500"):
 
 
 def assert_refused(r, needle: str, out: Path | None = None, code: int = 2):
+    """One line on stderr naming the problem, the documented exit code, nothing left behind."""
     assert r.exit_code == code, (r.exit_code, r.stderr, r.stdout)
     err = r.stderr.strip()
     assert needle in err, err
     assert "Traceback" not in r.stderr and len(err.splitlines()) == 1, err
     if out is not None:
         assert not out.exists()
-        assert not list(out.parent.glob(f".{out.name}.partial-*"))
+        assert not list(out.parent.glob(f".{out.name}.partial*"))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_factory_with_weights(tmp_path, cnn, reference_table, suffix):
 def test_pickled_module_needs_trust(tmp_path, cnn, reference_table):
     torch.save(cnn, tmp_path / "whole.pt")
     r = evaluate(tmp_path / "whole.pt", out=tmp_path / "run")
-    assert_refused(r, "--trust-checkpoint", tmp_path / "run")
+    assert_refused(r, "--trust-checkpoint", tmp_path / "run", code=3)
     assert "arbitrary code" in r.stderr
     r = evaluate(tmp_path / "whole.pt", "--trust-checkpoint", out=tmp_path / "run")
     assert r.exit_code == 0, r.stderr
@@ -119,7 +120,7 @@ def test_pickle_payload_never_runs(tmp_path):
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(Payload()))
     r = evaluate(tmp_path / "evil.pt", out=tmp_path / "run")
-    assert r.exit_code == 2
+    assert r.exit_code == 3
     assert not marker.exists()
 
 
@@ -137,17 +138,17 @@ def test_sidecar_metadata_sets_normalisation_and_name(tmp_path, cnn):
 
 
 def test_missing_model(tmp_path):
-    assert_refused(evaluate(tmp_path / "nope.pt", out=tmp_path / "run"), "not found", tmp_path / "run")
+    assert_refused(evaluate(tmp_path / "nope.pt", out=tmp_path / "run"), "not found", tmp_path / "run", code=3)
 
 
 def test_html_page_saved_as_checkpoint(tmp_path):
     (tmp_path / "m.pt").write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>")
-    assert_refused(evaluate(tmp_path / "m.pt", out=tmp_path / "run"), "HTML", tmp_path / "run")
+    assert_refused(evaluate(tmp_path / "m.pt", out=tmp_path / "run"), "HTML", tmp_path / "run", code=3)
 
 
 def test_empty_checkpoint(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"")
-    assert_refused(evaluate(tmp_path / "m.pt", out=tmp_path / "run"), "empty", tmp_path / "run")
+    assert_refused(evaluate(tmp_path / "m.pt", out=tmp_path / "run"), "empty", tmp_path / "run", code=3)
 
 
 def test_truncated_torchscript(tmp_path, cnn):
@@ -155,22 +156,22 @@ def test_truncated_torchscript(tmp_path, cnn):
     data = (tmp_path / "full.pt").read_bytes()
     (tmp_path / "m.pt").write_bytes(data[: len(data) // 2])
     r = evaluate(tmp_path / "m.pt", out=tmp_path / "run")
-    assert r.exit_code == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.exit_code == 3 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_state_dict_given_as_model(tmp_path, cnn):
     torch.save(cnn.state_dict(), tmp_path / "sd.pt")
-    assert_refused(evaluate(tmp_path / "sd.pt", out=tmp_path / "run"), "--weights", tmp_path / "run")
+    assert_refused(evaluate(tmp_path / "sd.pt", out=tmp_path / "run"), "--weights", tmp_path / "run", code=3)
 
 
 def test_weights_do_not_fit(tmp_path):
     save_file({"fc.weight": torch.zeros(3, 3)}, str(tmp_path / "w.safetensors"))
     r = evaluate("sample_models.mnist:mnist_cnn", "--weights", tmp_path / "w.safetensors", out=tmp_path / "run")
-    assert_refused(r, "do not fit", tmp_path / "run")
+    assert_refused(r, "do not fit", tmp_path / "run", code=3)
 
 
 def test_unknown_sample_model(tmp_path):
-    assert_refused(evaluate("sample:mnist-cn", out=tmp_path / "run"), "did you mean 'sample:mnist-cnn'", tmp_path / "run")
+    assert_refused(evaluate("sample:mnist-cn", out=tmp_path / "run"), "did you mean 'sample:mnist-cnn'", tmp_path / "run", code=3)
 
 
 def _factory(tmp_path: Path, body: str) -> str:
@@ -181,22 +182,22 @@ def _factory(tmp_path: Path, body: str) -> str:
 
 def test_model_rejects_input_shape(tmp_path):
     spec = _factory(tmp_path, "        return torch.nn.functional.linear(x.flatten(1), torch.zeros(10, 100))")
-    assert_refused(evaluate(spec, out=tmp_path / "run"), "forward failed on input of shape", tmp_path / "run")
+    assert_refused(evaluate(spec, out=tmp_path / "run"), "forward failed on input of shape", tmp_path / "run", code=3)
 
 
 def test_model_returns_nan(tmp_path):
     spec = _factory(tmp_path, "        return torch.full((x.shape[0], 10), float('nan'))")
-    assert_refused(evaluate(spec, out=tmp_path / "run"), "NaN", tmp_path / "run")
+    assert_refused(evaluate(spec, out=tmp_path / "run"), "NaN", tmp_path / "run", code=3)
 
 
 def test_model_output_shape_does_not_fit_task(tmp_path):
     spec = _factory(tmp_path, "        return x")
-    assert_refused(evaluate(spec, out=tmp_path / "run"), "does not fit classification", tmp_path / "run")
+    assert_refused(evaluate(spec, out=tmp_path / "run"), "does not fit classification", tmp_path / "run", code=3)
 
 
 def test_labels_outside_model_classes(tmp_path):
     spec = _factory(tmp_path, "        return torch.zeros(x.shape[0], 3)")
-    assert_refused(evaluate(spec, "--classes", "9", out=tmp_path / "run"), "3 classes", tmp_path / "run")
+    assert_refused(evaluate(spec, "--classes", "9", out=tmp_path / "run"), "3 classes", tmp_path / "run", code=4)
 
 
 # -- bad data -------------------------------------------------------------------------------
@@ -214,12 +215,12 @@ def test_labels_outside_model_classes(tmp_path):
 ])
 def test_bad_npz(tmp_path, arrays, needle):
     np.savez(tmp_path / "d.npz", **arrays)
-    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run", data=tmp_path / "d.npz"), needle, tmp_path / "run")
+    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run", data=tmp_path / "d.npz"), needle, tmp_path / "run", code=4)
 
 
 def test_npz_with_pickled_objects_is_refused(tmp_path):
     np.savez(tmp_path / "d.npz", images=np.array([object()] * 4, dtype=object))
-    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run", data=tmp_path / "d.npz"), "allow_pickle", tmp_path / "run")
+    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run", data=tmp_path / "d.npz"), "allow_pickle", tmp_path / "run", code=4)
 
 
 def test_npz_layouts_load(tmp_path):
@@ -242,11 +243,11 @@ def test_image_folder(tmp_path, reference_table):
     assert r.exit_code == 0, r.stderr
     same_results(tmp_path / "run", reference_table)
     (tmp_path / "data" / "0" / "zzz.png").write_bytes(b"not an image")
-    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run2", data=tmp_path / "data"), "unreadable image")
+    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run2", data=tmp_path / "data"), "unreadable image", code=4)
 
 
 def test_missing_data(tmp_path):
-    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run", data=tmp_path / "none.npz"), "not found", tmp_path / "run")
+    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run", data=tmp_path / "none.npz"), "not found", tmp_path / "run", code=4)
 
 
 # -- bad options ------------------------------------------------------------------------------
