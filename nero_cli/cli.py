@@ -111,6 +111,7 @@ def evaluate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate everything again instead of reusing cached (checkpoint, data, group) results ($NERO_CACHE_DIR or ~/.cache/nero)."),
     gate: bool = typer.Option(False, "--gate", help="Run 'nero gate' on the fresh run with the thresholds of nero.toml / pyproject.toml; exit 1 if a check fails."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Run even when the estimate says the sweep takes over an hour."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its finished chunks."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
@@ -125,7 +126,7 @@ def evaluate(
             classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
             score_threshold=score_threshold,
             plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, cache=not no_cache,
-            resume=resume, command=["nero", *sys.argv[1:]],
+            resume=resume, yes=yes, command=["nero", *sys.argv[1:]],
             progress_factory=None if quiet else _Bar,
         )
         if not quiet:

@@ -80,6 +80,12 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise OutputError(f"--out {out}: the directory {parent} is not writable; choose another --out")
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 60:.0f} minutes"
+
+
 def _read_status(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((run_dir / "run.json").read_text())
@@ -196,6 +202,35 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     return Prepared(loaded, task_obj, dataset, specs, class_names, plot_metric, dev, norm)
 
 
+LONG_RUN_SECONDS = 3600.0
+
+
+def estimate_seconds(p: Prepared, batch_size: int) -> tuple[int, float]:
+    """Inputs the sweep will run and a rough time: one timed forward pass per model."""
+    import time
+
+    import torch
+
+    from .core import plan_orbits
+
+    n_el = sum(len(pl.group) for pl in plan_orbits(p.specs))
+    total = len(p.dataset) * n_el
+    seconds = 0.0
+    b = max(1, min(batch_size, 64, total))
+    x = p.dataset.inputs[:1].expand(b, *p.dataset.inputs.shape[1:]).contiguous().to(p.device)
+    for m in p.models:
+        with torch.inference_mode():
+            try:
+                m.module(x)  # warm-up
+                t = time.perf_counter()
+                m.module(x)
+                per_input = (time.perf_counter() - t) / b
+            except Exception:  # noqa: BLE001 - the sweep itself reports a failing model properly
+                per_input = 0.0
+        seconds += per_input * total
+    return len(p.models) * total, seconds
+
+
 def compute(p: Prepared, *, reference: str = "auto", batch_size: int = 256, seed: int = 0,
             score_threshold: float = 0.5, cache: Any = None, chunks: Any = None,
             progress_factory: Callable[[int], Any] | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
@@ -238,7 +273,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
                  score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True,
                  overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
-                 resume: bool = False, command: Sequence[str] | None = None,
+                 resume: bool = False, yes: bool = False, command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
 
@@ -262,6 +297,11 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     p = prepare(models, data, groups, task=task, weights=weights, meta=meta, names=names,
                 trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit, classes=classes,
                 device=device, plot_metric=plot_metric)
+    if not yes:
+        n_inputs, seconds = estimate_seconds(p, batch_size)
+        if seconds > LONG_RUN_SECONDS:
+            raise OptionError(f"this sweep runs {n_inputs:,} inputs, about {_duration(seconds)} here; add --yes to run it, "
+                              "or use a coarser grid (a larger step) or --limit")
     store = Cache(cache_dir) if cache else None
     config = make_key({"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
                        "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,

@@ -157,7 +157,9 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int =
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "factory": "sample_models.mnist:mnist_cnn"})
+    # A single metadata key: safetensors writes a multi-key metadata map in
+    # random order, which would make the file bytes differ between runs.
+    save_file(state, str(path), metadata={"format": "pt"})
     path.chmod(0o644)  # safetensors writes 0600; package data should be world-readable
     print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size / 1024:.0f} KiB)", flush=True)
 

@@ -276,3 +276,29 @@ def test_debug_env_shows_traceback(tmp_path):
     r = runner.invoke(app, ["evaluate", "sample:mnist-cnn", "--data", str(tmp_path / "x.npz"), *GROUP,
                             "--out", str(tmp_path / "run")], env={"NERO_DEBUG": "1"})
     assert r.exit_code != 0 and r.exception is not None and type(r.exception).__name__ == "DataError"
+
+
+def test_huge_orbit_needs_yes(tmp_path):
+    r = runner.invoke(app, ["evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "shift:extent=150,step=1",
+                            "--out", str(tmp_path / "run")])
+    assert_refused(r, "--yes", tmp_path / "run")
+    assert "hours" in r.stderr
+
+
+def test_output_dir_not_writable(tmp_path):
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permissions
+            pytest.skip("running as a user that can write anywhere")
+        assert_refused(evaluate("sample:mnist-cnn", out=ro / "run"), "not writable", code=5)
+    finally:
+        os.chmod(ro, 0o700)
+
+
+def test_output_file_in_the_way(tmp_path):
+    (tmp_path / "run").write_text("x")
+    assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run"), "not a directory", code=5)
