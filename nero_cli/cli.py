@@ -129,6 +129,8 @@ def evaluate(
             resume=resume, yes=yes, command=["nero", *sys.argv[1:]],
             progress_factory=None if quiet else _Bar,
         )
+        for w in result.warnings:
+            _stderr_console().print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
         if not quiet:
             _print_summary(result)
         if gate:
@@ -157,7 +159,7 @@ def _print_summary(result: Any) -> None:
     for model, groups in result.summary["metrics"].items():
         for grp, m in groups.items():
             t.add_row(model, grp, *(f"{m[c]:.4f}" if c in m else "-" for c in cols))
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(t)
     console.print(f"Run written to [bold]{result.out}[/bold] ({len(result.plots)} plot files in plots/)")
 
@@ -218,8 +220,11 @@ def list_groups() -> None:
 from .gate import add_command as _add_gate  # noqa: E402  (light modules: heavy imports live in the commands)
 from .report import add_command as _add_report  # noqa: E402
 
+from .doctor import add_command as _add_doctor  # noqa: E402
+
 _add_gate(app, _guard)
 _add_report(app, _guard)
+_add_doctor(app, _guard)
 
 
 def main() -> None:

@@ -360,8 +360,8 @@ def _output_finding(task_obj: Any, loaded: Any, out: Any, shape: tuple[int, ...]
     task = task_obj.name
     try:
         prepared = task_obj.prepare_outputs(_sanitize(out), N_PROBE, loaded.name)
-    except ModelError as exc:
-        return Finding("output", "fail", f"{_describe(out)} does not fit {task}: {exc}",
+    except Exception as exc:  # noqa: BLE001 - ModelError, or a malformed structure (e.g. dicts without boxes)
+        return Finding("output", "fail", f"{_describe(out)} does not fit {task}: {first_line(exc)}",
                        f"{task} expects {_contract(task)}; use --task for another task", {"task": task})
     details: dict[str, Any] = {"task": task, "output_shape": list(prepared.shape[1:])}
     if task in ("classification", "pointcloud"):
@@ -395,8 +395,8 @@ def _finite_findings(run: _Runner, out: Any, shape: tuple[int, ...]) -> Finding:
     if bad:
         where = f"{bad} of {total} values on a random input" + (f", {zbad} of {ztotal} on an all-zero input" if zbad else "")
         return Finding("finite outputs", "fail", f"NaN or inf outputs: {where}",
-                       "nero refuses NaN/inf outputs; check the model and the input normalisation (pixels in [0, 1], "
-                       "--normalize or normalize in the sidecar JSON)", details)
+                       "nero refuses NaN/inf outputs; check the model and the input normalisation (pixels in [0, 1]; "
+                       "normalize in the sidecar JSON or --meta)", details)
     if zbad:
         return Finding("finite outputs", "warn", f"NaN or inf outputs on an all-zero input ({zbad} of {ztotal} values); "
                        "finite on a random input",
@@ -449,7 +449,7 @@ def _train_probe(loaded: Any, run: _Runner, x: Any, eval_out: Any) -> tuple[Find
     stochastic, diff = _compare(a, b)
     stochastic = not stochastic
     vs_eval = not _compare(a, eval_out)[0]
-    drop = [n for n, k in _mode_layers(module) if "Dropout" in k]
+    drop = [f"{k} at {n or '<root>'}" for n, k in _mode_layers(module) if "Dropout" in k]
     info = {"train_stochastic": stochastic, "train_vs_eval": vs_eval, "dropout_layers": drop}
     if stochastic:
         names = f" ({', '.join(drop[:4])})" if drop else ""
@@ -532,10 +532,10 @@ def _rotation_finding(shape: tuple[int, ...]) -> Finding:
                    "interpolation error in rotation orbits", details)
 
 
-def _stride_finding(module: Any, shape: tuple[int, ...]) -> Finding:
+def _stride_finding(module: Any, shape: tuple[int, ...], fmt: str) -> Finding:
     h, w = int(shape[-2]), int(shape[-1])
     layers: list[tuple[str, str, tuple[int, int]]] = []
-    inspected = False
+    hidden = 0  # strided-layer kinds whose stride cannot be read (traced TorchScript)
     try:
         mods = list(module.named_modules())
     except Exception:  # noqa: BLE001
@@ -547,24 +547,26 @@ def _stride_finding(module: Any, shape: tuple[int, ...]) -> Finding:
         try:
             s = getattr(m, "stride")
         except Exception:  # noqa: BLE001 - traced modules hide their attributes
+            hidden += 1
             continue
-        inspected = True
         if s is None:
             s = getattr(m, "kernel_size", 1)
         sy, sx = (int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[-1]))
         if (sy, sx) != (1, 1):
             layers.append((name, kind, (sy, sx)))
-    if not inspected:
-        has_conv = any(_layer_kind(m) in STRIDED_LAYERS for _, m in mods)
-        what = "traced or exported module" if has_conv or not mods else "no Conv2d/pooling modules"
-        return Finding("strides", "info", f"layer strides not inspected ({what})",
-                       "shifts and rotations can be exact only for sizes divisible by the network's total stride", {})
+    caveat = "shifts and rotations can be exactly equivariant layer by layer only for sizes divisible by the total stride"
+    if fmt == "torch.export" or not mods:
+        return Finding("strides", "info", "layer strides not inspected (a torch.export program has no layer modules)",
+                       caveat, {})
+    if hidden:
+        return Finding("strides", "info", f"layer strides not inspected ({hidden} Conv/pooling layer(s) of a traced "
+                       "TorchScript module hide them)", caveat, {})
     ty = tx = 1
     for _, _, (sy, sx) in layers:
         ty, tx = ty * sy, tx * sx
     details = {"total_stride": [ty, tx], "layers": [{"name": n, "kind": k, "stride": list(s)} for n, k, s in layers]}
     if not layers:
-        return Finding("strides", "ok", "no strided Conv2d or pooling layers", "", details)
+        return Finding("strides", "ok", "no strided Conv2d or pooling modules (functional calls are not seen)", "", details)
     listed = ", ".join(f"{n or '<root>'} {k} {s[0] if s[0] == s[1] else s}" for n, k, s in layers[:4])
     listed += ", …" if len(layers) > 4 else ""
     total = f"{ty}" if ty == tx else f"{ty}×{tx}"
@@ -575,51 +577,59 @@ def _stride_finding(module: Any, shape: tuple[int, ...]) -> Finding:
         why.append(f"H={h}")
     if w % tx:
         why.append(f"W={w}")
-    sq = max(h, w)
-    nxt = -(-sq // max(ty, tx)) * max(ty, tx)
-    return Finding("strides", "info", f"caveat: total stride {total} ({listed}) does not divide {' and '.join(why)}: feature maps "
-                   "are cropped unevenly, so the network cannot be exactly equivariant to shifts or 90° rotations",
-                   f"expected for pooling CNNs; for exact equivariance tests use sizes divisible by {max(ty, tx)} "
+    side = max(ty, tx)
+    nxt = -(-max(h, w) // side) * side
+    return Finding("strides", "info", f"caveat: total stride {total} ({listed}) does not divide {' and '.join(why)}: "
+                   "feature maps are cropped unevenly, so the layers cannot be exactly equivariant to shifts or 90° "
+                   "rotations (models that average over input rotations are unaffected)",
+                   f"usual for pooling CNNs; for exact equivariance use sizes divisible by {side} "
                    f"(e.g. {nxt}×{nxt}, padding the inputs)", details)
 
 
 def _speed_finding(run: _Runner, shape: tuple[int, ...]) -> Finding:
+    """Inputs/second per batch size within ``SPEED_BUDGET_S``.
+
+    A larger batch is timed (two calls, the faster counts) only when two calls at half the linear
+    extrapolation of the last one fit in what is left of the budget (batching usually gains more
+    than 2x per step on these sizes).
+    """
+    budget = SPEED_BUDGET_S
     rates: dict[int, float] = {}
-    spent, budget = 0.0, SPEED_BUDGET_S
     skipped: list[int] = []
     note = ""
-    last_rate = None
+    start = time.perf_counter()
+    last: tuple[int, float] | None = None  # (batch size, seconds per call)
+    try:
+        run(run.inputs(shape, n=1, seed=1))  # warm-up (TorchScript profiles its first calls)
+        _sync(run.dev)
+    except Exception as exc:  # noqa: BLE001
+        return Finding("speed", "warn", f"not measured: forward failed ({exc.__class__.__name__})", "")
     for bs in SPEED_BATCHES:
-        if last_rate is not None and spent + 2 * bs / last_rate > budget:
+        spent = time.perf_counter() - start
+        if last is not None and (spent + last[1] * bs / last[0] > budget or spent > budget):  # 2 calls at half the linear extrapolation
             skipped.append(bs)
             continue
         try:
             x = run.inputs(shape, n=bs, seed=1)
-            t0 = time.perf_counter()
-            run(x)  # warm-up
-            _sync(run.dev)
-            t1 = time.perf_counter()
-            reps, elapsed = 0, 0.0
-            while reps < 3 and (reps == 0 or elapsed < 0.1) and spent + (t1 - t0) + elapsed < budget:
-                s = time.perf_counter()
+            calls: list[float] = []  # the fastest of 2-3 calls: least disturbed by other processes
+            while len(calls) < 2 or (len(calls) < 3 and sum(calls) < 0.05):  # the 1st call at a new size may compile
+                t = time.perf_counter()
                 run(x)
                 _sync(run.dev)
-                elapsed += time.perf_counter() - s
-                reps += 1
-            spent += (t1 - t0) + elapsed
-            if reps == 0:  # the warm-up alone used the budget
-                elapsed, reps = t1 - t0, 1
+                calls.append(time.perf_counter() - t)
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory
-            note = f"; batch {bs} failed ({exc.__class__.__name__})"
+            note = f"; batch {bs} failed ({exc.__class__.__name__}: {first_line(exc, 80)})"
             break
-        last_rate = rates[bs] = bs * reps / max(elapsed, 1e-9)
+        last = (bs, min(calls))
+        rates[bs] = bs / max(min(calls), 1e-9)
     if not rates:
         return Finding("speed", "warn", "not measured" + note, "")
     best = max(rates, key=lambda b: rates[b])
     table = ", ".join(f"{b}: {r:,.0f}/s" for b, r in rates.items())
     if skipped:
         note += f"; batch {', '.join(map(str, skipped))} not timed (over the {budget:g} s budget)"
-    details = {"inputs_per_second": {str(b): r for b, r in rates.items()}, "best_batch_size": best}
+    details = {"inputs_per_second": {str(b): r for b, r in rates.items()}, "best_batch_size": best,
+               "not_timed": skipped, "seconds": time.perf_counter() - start}
     advice = f"use --batch-size {best}" + (" (the default)" if best == 256 else "")
     return Finding("speed", "ok", f"inputs/second by batch size {table}; best {best}{note}", advice, details)
 
@@ -639,7 +649,8 @@ def doctor(model: Any, *, task: Optional[str] = None, weights: Optional[str] = N
     """Check ``model`` (a MODEL argument as for ``nero evaluate``, or an ``nn.Module``) before a sweep.
 
     Returns the findings in report order. Mistakes in the arguments or a model that cannot be
-    loaded raise :class:`~nero_cli.errors.NeroError` (exit code 2 on the command line).
+    loaded raise :class:`~nero_cli.errors.NeroError` (on the command line: one line, exit 2 for a
+    bad option, 3 for a model that cannot be loaded).
     """
     from .tasks import get_task
 
@@ -654,6 +665,8 @@ def doctor(model: Any, *, task: Optional[str] = None, weights: Optional[str] = N
             given = _check_shape(tuple(int(v) for v in loaded.meta.input_shape), task_name, "metadata input_shape")
         except (TypeError, ValueError):
             raise ModelError(f"metadata input_shape must be a list of integers, got {loaded.meta.input_shape!r}") from None
+        except OptionError as exc:  # the model's metadata, not an option: a model error
+            raise ModelError(f"{exc}; fix the sidecar JSON or override it with --input-shape") from None
         source = "metadata"
     else:
         given, source = None, "probing"
@@ -672,7 +685,7 @@ def doctor(model: Any, *, task: Optional[str] = None, weights: Optional[str] = N
     det, deterministic = _determinism_finding(run, x, out)
     findings += [det, probe_finding, _identity_finding(run, task_name, x, out, shape, deterministic)]
     if task_name != "pointcloud":
-        findings += [_rotation_finding(shape), _stride_finding(loaded.module, shape)]
+        findings += [_rotation_finding(shape), _stride_finding(loaded.module, shape, loaded.format)]
     findings.append(_speed_finding(run, shape))
     return findings
 

@@ -30,6 +30,7 @@ class RunResult:
     aggregate: pd.DataFrame
     summary: dict[str, Any]
     plots: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_plot_samples(text: str) -> tuple[str, int] | list[int]:
@@ -118,6 +119,7 @@ class Prepared:
     plot_metric: str
     device: Any
     normalize: tuple[list[float], list[float]] | None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _load_models(models: Sequence[Any], weights: Sequence[str], meta: Sequence[str], names: Sequence[str],
@@ -199,7 +201,30 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
                                     allowed=set(task_obj.groups)))
         except SpecError as exc:
             raise OptionError(f"--group {text}: {exc}") from None
-    return Prepared(loaded, task_obj, dataset, specs, class_names, plot_metric, dev, norm)
+    p = Prepared(loaded, task_obj, dataset, specs, class_names, plot_metric, dev, norm)
+    p.warnings += check_repeatable(p)
+    return p
+
+
+def check_repeatable(p: Prepared) -> list[str]:
+    """Warn about models whose outputs differ between two identical calls (dropout left active,
+    random ops): their NERO plots mix the symmetry with noise."""
+    import torch
+
+    out = []
+    x = p.dataset.inputs[: min(8, len(p.dataset))].to(p.device)
+    for m in p.models:
+        try:
+            with torch.inference_mode():
+                a, b = m.module(x), m.module(x)
+        except Exception:  # noqa: BLE001 - the sweep reports a failing model with its own message
+            continue
+        a, b = (v if isinstance(v, torch.Tensor) else None for v in (a, b))
+        if a is not None and b is not None and a.shape == b.shape and not torch.equal(a, b):
+            diff = float((a.float() - b.float()).abs().max())
+            out.append(f"model {m.name}: outputs differ between two identical calls (max difference {diff:.3g}); "
+                       "dropout or another random layer is active, so results are not reproducible")
+    return out
 
 
 LONG_RUN_SECONDS = 3600.0
@@ -363,6 +388,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
             "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256} for m in loaded],
             "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": len(dataset),
                      "image_size": list(dataset.size) if dataset.inputs.ndim == 4 else None},
+            "warnings": p.warnings,
             "cache": {"hits": store.hits, "misses": store.misses} if store else None,
             "resumed_chunks": chunk_store.hits,
             "versions": _versions(),
@@ -380,7 +406,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     plot_files = [out / f.relative_to(tmp) for f in plot_files]
-    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files)
+    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings)
 
 
 def _write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, ev: Any, loaded: list, metric: str,

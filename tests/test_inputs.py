@@ -302,3 +302,15 @@ def test_output_dir_not_writable(tmp_path):
 def test_output_file_in_the_way(tmp_path):
     (tmp_path / "run").write_text("x")
     assert_refused(evaluate("sample:mnist-cnn", out=tmp_path / "run"), "not a directory", code=5)
+
+
+def test_dropout_left_active_warns(tmp_path):
+    f = tmp_path / "drop.py"
+    f.write_text("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+                 "        return torch.nn.functional.dropout(x.flatten(1)[:, :10] + 1.0, 0.5, training=True)\n\n"
+                 "def build():\n    return M()\n")
+    r = evaluate(f"{f}:build", out=tmp_path / "run")
+    assert r.exit_code == 0, r.stderr
+    assert "outputs differ between two identical calls" in r.stderr
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["warnings"] and "dropout" in info["warnings"][0]

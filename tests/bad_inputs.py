@@ -1,0 +1,136 @@
+"""The bad-input corpus: hostile and broken checkpoints, data and options.
+
+``python tests/bad_inputs.py DIR`` writes every file of the corpus into DIR and prints the
+cases; ``tests/test_bad_inputs.py`` runs each case through the CLI and checks its one-line
+message and its exit code. Each case: (name, files to build, CLI arguments, expected text,
+exit code). ``{dir}`` in the arguments stands for the corpus directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _cnn() -> torch.nn.Module:
+    sys.path.insert(0, str(HERE.parent))
+    import sample_models
+
+    return sample_models.build_sample("mnist-cnn")
+
+
+def _factory(body: str) -> str:
+    return ("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+            f"{body}\n\ndef build():\n    return M()\n")
+
+
+def _images(n: int = 4, **extra: np.ndarray) -> dict[str, np.ndarray]:
+    return {"images": np.zeros((n, 28, 28), np.uint8), **extra}
+
+
+def _build_truncated_ts(d: Path) -> None:
+    torch.jit.save(torch.jit.script(_cnn()), d / "full_ts.pt")
+    data = (d / "full_ts.pt").read_bytes()
+    (d / "truncated.pt").write_bytes(data[: len(data) // 2])
+
+
+def _build_folder(d: Path) -> None:
+    from PIL import Image
+
+    (d / "folder" / "0").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(d / "folder" / "0" / "a.png")
+    (d / "folder" / "0" / "b.png").write_bytes(b"\x89PNG broken")
+
+
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    "html.pt": lambda d: (d / "html.pt").write_text("<!DOCTYPE html>\n<html><head><title>404</title></head></html>"),
+    "empty.pt": lambda d: (d / "empty.pt").write_bytes(b""),
+    "truncated.pt": _build_truncated_ts,
+    "evil.pt": lambda d: (d / "evil.pt").write_bytes(pickle.dumps(_Payload(str(d / "PWNED")))),
+    "state_dict.pt": lambda d: torch.save(_cnn().state_dict(), d / "state_dict.pt"),
+    "wrong_keys.pt": lambda d: torch.save({"fc.weight": torch.zeros(2, 2)}, d / "wrong_keys.pt"),
+    "raises.py": lambda d: (d / "raises.py").write_text(_factory("        raise RuntimeError('boom')")),
+    "nan.py": lambda d: (d / "nan.py").write_text(_factory("        return torch.full((x.shape[0], 10), float('nan'))")),
+    "inf.py": lambda d: (d / "inf.py").write_text(_factory("        return torch.full((x.shape[0], 10), float('inf'))")),
+    "shape.py": lambda d: (d / "shape.py").write_text(_factory("        return x.flatten(1)")),
+    "three.py": lambda d: (d / "three.py").write_text(_factory("        return torch.zeros(x.shape[0], 3)")),
+    "empty.npz": lambda d: np.savez(d / "empty.npz", images=np.zeros((0, 28, 28), np.uint8)),
+    "rank.npz": lambda d: np.savez(d / "rank.npz", images=np.zeros((4, 28), np.uint8)),
+    "channels.npz": lambda d: np.savez(d / "channels.npz", images=np.zeros((4, 3, 28, 28), np.uint8)),
+    "nan.npz": lambda d: np.savez(d / "nan.npz", images=np.full((4, 28, 28), np.nan, np.float32)),
+    "inf.npz": lambda d: np.savez(d / "inf.npz", images=np.full((4, 28, 28), np.inf, np.float32)),
+    "labels_range.npz": lambda d: np.savez(d / "labels_range.npz", **_images(labels=np.array([0, 1, 2, 99]))),
+    "labels_length.npz": lambda d: np.savez(d / "labels_length.npz", **_images(labels=np.zeros(3, np.int64))),
+    "pickled.npz": lambda d: np.savez(d / "pickled.npz", images=np.array([object()] * 4, dtype=object)),
+    "not_npz.npz": lambda d: (d / "not_npz.npz").write_text("hello"),
+    "folder": _build_folder,
+}
+
+M, D, G = "sample:mnist-cnn", "sample:mnist500", "rotation:step=90"
+# name, files, arguments after `nero evaluate`, expected text, exit code
+CASES: list[tuple[str, list[str], list[str], str, int]] = [
+    ("html page saved as .pt", ["html.pt"], ["{dir}/html.pt", "-d", D, "-g", G], "HTML", 3),
+    ("empty checkpoint", ["empty.pt"], ["{dir}/empty.pt", "-d", D, "-g", G], "empty (0 bytes)", 3),
+    ("truncated TorchScript", ["truncated.pt"], ["{dir}/truncated.pt", "-d", D, "-g", G], "truncated", 3),
+    ("pickle that runs a command", ["evil.pt"], ["{dir}/evil.pt", "-d", D, "-g", G], "--trust-checkpoint", 3),
+    ("state dict given as a model", ["state_dict.pt"], ["{dir}/state_dict.pt", "-d", D, "-g", G], "file.py:callable --weights", 3),
+    ("state dict keys do not match", ["wrong_keys.pt"],
+     ["sample_models.mnist:mnist_cnn", "--weights", "{dir}/wrong_keys.pt", "-d", D, "-g", G], "do not fit the module", 3),
+    ("model raises in forward", ["raises.py"], ["{dir}/raises.py:build", "-d", D, "-g", G], "RuntimeError: boom", 3),
+    ("model returns NaN", ["nan.py"], ["{dir}/nan.py:build", "-d", D, "-g", G], "NaN or inf", 3),
+    ("model returns inf", ["inf.py"], ["{dir}/inf.py:build", "-d", D, "-g", G], "NaN or inf", 3),
+    ("output shape does not fit the task", ["shape.py"], ["{dir}/shape.py:build", "-d", D, "-g", G, "--task", "flow"],
+     "does not fit flow", 3),
+    ("labels outside the model's classes", ["three.py"], ["{dir}/three.py:build", "-d", D, "-g", G, "--classes", "9"],
+     "3 classes", 4),
+    ("empty data", ["empty.npz"], [M, "-d", "{dir}/empty.npz", "-g", G], "no images", 4),
+    ("wrong rank", ["rank.npz"], [M, "-d", "{dir}/rank.npz", "-g", G], "must be (N, H, W)", 4),
+    ("wrong channel count", ["channels.npz"], [M, "-d", "{dir}/channels.npz", "-g", G], "expects 1 channel", 4),
+    ("NaN pixels", ["nan.npz"], [M, "-d", "{dir}/nan.npz", "-g", G], "NaN or inf", 4),
+    ("inf pixels", ["inf.npz"], [M, "-d", "{dir}/inf.npz", "-g", G], "NaN or inf", 4),
+    ("labels outside the classes", ["labels_range.npz"], [M, "-d", "{dir}/labels_range.npz", "-g", G], "10 classes", 4),
+    ("images and labels differ in length", ["labels_length.npz"], [M, "-d", "{dir}/labels_length.npz", "-g", G],
+     "4 images but 3 labels", 4),
+    ("npz with a pickled object array", ["pickled.npz"], [M, "-d", "{dir}/pickled.npz", "-g", G], "allow_pickle=False", 4),
+    ("not an npz", ["not_npz.npz"], [M, "-d", "{dir}/not_npz.npz", "-g", G], "not a readable .npz", 4),
+    ("image folder with an unreadable file", ["folder"], [M, "-d", "{dir}/folder", "-g", G], "unreadable image", 4),
+    ("unknown group", [], [M, "-d", D, "-g", "rotate"], "did you mean 'rotation'", 2),
+    ("unknown key", [], [M, "-d", D, "-g", "rotation:setp=5"], "did you mean 'step'", 2),
+    ("zero step", [], [M, "-d", D, "-g", "rotation:step=0"], "step must be positive", 2),
+    ("negative step", [], [M, "-d", D, "-g", "scale:step=-0.1"], "step must be positive", 2),
+    ("orbit that would take hours", [], [M, "-d", D, "-g", "shift:extent=150,step=1"], "--yes", 2),
+    ("unknown task", [], [M, "-d", D, "-g", G, "--task", "segmentation"], "unknown task", 2),
+    ("bad batch size", [], [M, "-d", D, "-g", G, "--batch-size", "0"], "--batch-size must be positive", 2),
+]
+
+
+def build(directory: Path, files: list[str] | None = None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in files if files is not None else BUILDERS:
+        if not (directory / name).exists():
+            BUILDERS[name](directory)
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "bad-inputs")
+    build(out)
+    for name, _, args, text, code in CASES:
+        print(f"{code}  {name}: nero evaluate {' '.join(a.replace('{dir}', str(out)) for a in args)}  ->  {text}")
