@@ -47,13 +47,15 @@ def _guard(fn: Callable[[], Any]) -> Any:
 
         if os.environ.get("NERO_DEBUG"):
             raise
+        from rich.markup import escape
+
         if isinstance(exc, NeroError):
-            _stderr_console().print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            _stderr_console().print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         if isinstance(exc, MemoryError):
             _stderr_console().print("[bold red]error:[/bold red] out of memory; lower --batch-size or --limit", highlight=False)
             raise typer.Exit(3) from None
-        _stderr_console().print(f"[bold red]internal error:[/bold red] {exc.__class__.__name__}: {exc} "
+        _stderr_console().print(f"[bold red]internal error:[/bold red] {exc.__class__.__name__}: {escape(str(exc))} "
                                 "(this is a bug in nero; rerun with NERO_DEBUG=1 for the traceback)",
                                 highlight=False, soft_wrap=True)
         raise typer.Exit(70) from None
@@ -130,7 +132,9 @@ def evaluate(
             progress_factory=None if quiet else _Bar,
         )
         for w in result.warnings:
-            _stderr_console().print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            _stderr_console().print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
         if not quiet:
             _print_summary(result)
         if gate:

@@ -154,8 +154,10 @@ def load_npz(path: Path, channels: int | None = None, image_key: str = "images")
 
 def _from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None) -> Dataset:
     raw = arrays["images"]
-    if len(raw) == 0:
-        raise DataError(f"{source}: no images (the array is empty)")
+    if raw.ndim not in (3, 4):
+        raise DataError(f"{source}: 'images' must be (N, H, W), (N, C, H, W) or (N, H, W, C); found shape {raw.shape}")
+    if raw.size == 0:
+        raise DataError(f"{source}: no images (the array is empty, shape {raw.shape})")
     images = normalise_pixels(to_nchw(raw, source, channels), source)
     labels = check_labels(arrays.get("labels"), len(images), source)
     names = [str(c) for c in arrays["class_names"].tolist()] if "class_names" in arrays else None

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
 import typer
 
-from .errors import NeroError, OptionError
+from .errors import OptionError, OutputError
 
 #: The primary metric of each task: the one ``orbit_spread`` is computed from.
 PRIMARY = {"classification": "confidence", "pointcloud": "confidence", "flow": "aee", "detection": "iou"}
@@ -249,32 +249,48 @@ def _read_json(path: Path, what: str, run_dir: Path) -> dict[str, Any]:
     try:
         obj = json.loads(path.read_text())
     except FileNotFoundError:
-        raise NeroError(f"{run_dir}: no {what}; not a complete nero run directory (rerun 'nero evaluate ... --out {run_dir}')") from None
+        raise OutputError(f"{run_dir}: no {what}; not a finished nero run directory (rerun 'nero evaluate ... --out {run_dir}')") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise NeroError(f"{path}: cannot read ({exc})") from None
+        raise OutputError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
-        raise NeroError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the run directory is damaged, rerun 'nero evaluate'") from None
+        raise OutputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the run directory is damaged, rerun 'nero evaluate'") from None
     if not isinstance(obj, dict):
-        raise NeroError(f"{path}: expected a JSON object; the run directory is damaged, rerun 'nero evaluate'")
+        raise OutputError(f"{path}: expected a JSON object; the run directory is damaged, rerun 'nero evaluate'")
     return obj
 
 
 def load_run(run_dir: Path | str, what: str = "RUN_DIR") -> Run:
-    """Read a run directory; refuse one that is missing, unfinished or damaged (exit 2)."""
+    """Read a run directory. A path that is not a directory is a usage error (exit 2); a run
+    without run.json, whose status is not ``complete``, or damaged is refused with
+    :class:`~nero_cli.errors.OutputError` (exit 5)."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise NeroError(f"{what} {run_dir}: no such directory; pass the --out directory of 'nero evaluate'")
+        partial = run_dir.parent / f".{run_dir.name}.partial"
+        if partial.is_dir():
+            status = _read_json_quiet(partial / "run.json").get("status", "unknown")
+            raise OutputError(f"{what} {run_dir}: the run is not finished (its partial directory {partial.name} says "
+                              f"'{status}'); complete it with 'nero evaluate ... --out {run_dir} --resume'")
+        raise OptionError(f"{what} {run_dir}: no such directory; pass the --out directory of 'nero evaluate'")
     if not run_dir.is_dir():
-        raise NeroError(f"{what} {run_dir}: not a directory; pass the --out directory of 'nero evaluate'")
+        raise OptionError(f"{what} {run_dir}: not a directory; pass the --out directory of 'nero evaluate'")
     info = _read_json(run_dir / "run.json", "run.json", run_dir)
     status = info.get("status")
     if status != "complete":
-        raise NeroError(f"{run_dir}: run.json status is '{status}', not 'complete'; the run did not finish, rerun 'nero evaluate'")
+        raise OutputError(f"{run_dir}: run.json status is '{status}', not 'complete'; the run did not finish, "
+                          f"rerun 'nero evaluate' (or add --resume)")
     summary = _read_json(run_dir / "summary.json", "summary.json", run_dir)
     for k in ("metrics", "higher_is_better"):
         if not isinstance(summary.get(k), dict):
-            raise NeroError(f"{run_dir / 'summary.json'}: no '{k}' table; written by an older nero? rerun 'nero evaluate'")
+            raise OutputError(f"{run_dir / 'summary.json'}: no '{k}' table; written by an older nero? rerun 'nero evaluate'")
     return Run(run_dir, summary, info)
+
+
+def _read_json_quiet(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def _load_results(run: Run) -> Any:
@@ -284,12 +300,12 @@ def _load_results(run: Run) -> Any:
     try:
         table = pd.read_csv(path, dtype={"model": str, "group": str})
     except FileNotFoundError:
-        raise NeroError(f"{run.path}: no results.csv; the baseline comparison needs it (rerun 'nero evaluate')") from None
+        raise OutputError(f"{run.path}: no results.csv; the baseline comparison needs it (rerun 'nero evaluate')") from None
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise NeroError(f"{path}: cannot read ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})") from None
+        raise OutputError(f"{path}: cannot read ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})") from None
     missing = [c for c in ("model", "sample", "group", "element", "identity") if c not in table]
     if missing:
-        raise NeroError(f"{path}: missing column(s) {', '.join(missing)}; the run directory is damaged, rerun 'nero evaluate'")
+        raise OutputError(f"{path}: missing column(s) {', '.join(missing)}; the run directory is damaged, rerun 'nero evaluate'")
     if table["identity"].dtype != bool:
         table["identity"] = table["identity"].astype(str).str.lower().isin(["true", "1"])
     if "correct" in table:
@@ -312,6 +328,15 @@ def _fmt(x: Any) -> str:
     if isinstance(x, (int, float)):
         return f"{x + 0.0:.4g}"  # + 0.0: no "-0"
     return str(x)
+
+
+def _distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with enough digits to tell them apart (0.1 vs 0.10004, not 0.1 vs 0.1)."""
+    for digits in (4, 6, 9, 12, 17):
+        sa, sb = f"{a + 0.0:.{digits}g}", f"{b + 0.0:.{digits}g}"
+        if sa != sb or a == b:
+            return sa, sb
+    return sa, sb
 
 
 def _clean(obj: Any) -> Any:
@@ -556,10 +581,12 @@ def _threshold_row(model: str, group: str, th: Threshold, value: Any, higher: bo
         ok, msg = False, "no value in summary.json" if value is None else f"value is {value}"
     elif th.bound == "min":
         ok = v >= th.value
-        msg = f"{_fmt(v)} >= min {_fmt(th.value)}" if ok else f"too low: {_fmt(v)} < min {_fmt(th.value)}"
+        sv, st = _distinct(v, th.value)
+        msg = f"{sv} >= min {st}" if ok else f"too low: {sv} < min {st}"
     else:
         ok = v <= th.value
-        msg = f"{_fmt(v)} <= max {_fmt(th.value)}" if ok else f"too high: {_fmt(v)} > max {_fmt(th.value)}"
+        sv, st = _distinct(v, th.value)
+        msg = f"{sv} <= max {st}" if ok else f"too high: {sv} > max {st}"
     if not ok and math.isfinite(v):
         msg += f" ({'higher' if higher else 'lower'} is better)"
     return {"kind": "threshold", "model": model, "group": group, "metric": th.metric, "higher_is_better": higher,
@@ -591,7 +618,7 @@ def _blocks(table: Any, columns: Sequence[str], path: Path) -> dict[tuple[str, s
         elements, ei = np.unique(t["element"].to_numpy(), return_inverse=True)
         ident = np.unique(ei[t["identity"].to_numpy(dtype=bool)])
         if len(ident) != 1:
-            raise NeroError(f"{path / 'results.csv'}: {model} / {group} has {len(ident)} identity elements, expected 1; "
+            raise OutputError(f"{path / 'results.csv'}: {model} / {group} has {len(ident)} identity elements, expected 1; "
                             f"the run directory is damaged, rerun 'nero evaluate'")
         mats = {}
         for c in columns:
@@ -711,7 +738,7 @@ def _regression_rows(run: Run, base: Run, *, max_regression: Any, metrics: Seque
     import numpy as np
 
     if base.task != run.task:
-        raise NeroError(f"--baseline {base.path} is a {base.task} run and {run.path} a {run.task} run; "
+        raise OptionError(f"--baseline {base.path} is a {base.task} run and {run.path} a {run.task} run; "
                         f"compare runs of the same task")
     limit, relative = parse_max_regression(max_regression)
     # -- pair models --------------------------------------------------------------------
@@ -722,14 +749,14 @@ def _regression_rows(run: Run, base: Run, *, max_regression: Any, metrics: Seque
         pairs = [(run.models[0], base.models[0])]
         notes.append(f"comparing model '{run.models[0]}' with baseline model '{base.models[0]}' (the only model of each run)")
     else:
-        raise NeroError(f"--baseline {base.path}: no model in common (run: {', '.join(run.models)}; baseline: "
+        raise OptionError(f"--baseline {base.path}: no model in common (run: {', '.join(run.models)}; baseline: "
                         f"{', '.join(base.models)}); give them the same --name in 'nero evaluate'")
     only = [m for m in run.models if m not in {p[0] for p in pairs}] + [m for m in base.models if m not in {p[1] for p in pairs}]
     if only:
         notes.append(f"not in both runs, not compared with the baseline: {', '.join(only)}")
     groups = [g for g in run.groups if g in base.groups]
     if not groups:
-        raise NeroError(f"--baseline {base.path}: no group in common (run: {', '.join(run.groups)}; baseline: "
+        raise OptionError(f"--baseline {base.path}: no group in common (run: {', '.join(run.groups)}; baseline: "
                         f"{', '.join(base.groups)}); evaluate the baseline on the same --group")
     for g in groups:
         s1 = (run.summary.get("groups") or {}).get(g, {}).get("spec")
@@ -768,7 +795,7 @@ def _regression_rows(run: Run, base: Run, *, max_regression: Any, metrics: Seque
         if skipped:
             notes.append(f"not recomputable from results.csv, no regression check: {', '.join(map(metric_key, skipped))}")
     if not plans:
-        raise NeroError("--baseline: no metric can be compared; check --regression-metrics")
+        raise OptionError("--baseline: no metric can be compared; check --regression-metrics")
     # -- bootstrap ----------------------------------------------------------------------
     rng = np.random.default_rng(seed)
     alpha = (1.0 - confidence) / 2.0
@@ -815,7 +842,9 @@ def _regression_row(model: str, bmodel: str, group: str, metric: str, higher: bo
     if not (math.isfinite(worse) and math.isfinite(lo) and math.isfinite(hi)):
         ok, msg = False, f"cannot compare: value {_fmt(v)}, baseline {_fmt(bv)}"
     elif lo > allowed:
-        ok, msg = False, f"worse by {_fmt(worse)} [{_fmt(lo)}, {_fmt(hi)}] > {limit_s}"
+        slo, slim = _distinct(lo, allowed)
+        limit_s = slim + (f" ({allowed_text})" if allowed_text else "")
+        ok, msg = False, f"worse by {_fmt(worse)} [{slo}, {_fmt(hi)}] > {limit_s}"
     elif worse > 0:
         ok, msg = True, f"worse by {_fmt(worse)} [{_fmt(lo)}, {_fmt(hi)}], not all > {limit_s}"
     elif worse == 0 and lo == 0 and hi == 0:
@@ -1040,7 +1069,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON instead of the table."),
     ) -> None:
         """Pass/fail checks on a run directory for CI: thresholds on summary.json and regressions
-        against a baseline run. Exit 0 all pass, 1 a check failed, 2 bad input."""
+        against a baseline run. Exit 0 all pass, 1 a check failed, 2 bad usage, 5 run not complete."""
         fixed = {"--max-equivariance-error": max_equivariance_error, "--min-orbit-accuracy": min_orbit_accuracy,
                  "--min-worst-case-accuracy": min_worst_case_accuracy, "--max-orbit-spread": max_orbit_spread}
         code = guard(lambda: _gate_cli(
