@@ -135,6 +135,10 @@ def load_npz(path: Path, channels: int | None = None, image_key: str = "images")
     """Open an ``.npz`` with ``allow_pickle=False`` and return its arrays."""
     if not path.exists():
         raise DataError(f"{path}: data file not found; check the path")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz file (an .npz is a zip archive of arrays; save it with numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -97,16 +97,9 @@ def _fmt_shape(shape: Sequence[int]) -> str:
 
 
 def _resolve_device(device: str) -> Any:
-    import torch
+    from .core import resolve_device
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise OptionError(f"--device must be auto, cpu or cuda[:N], got '{device}'") from None
+    return resolve_device(device)
 
 
 def _layer_kind(m: Any) -> str:

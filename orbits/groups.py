@@ -33,12 +33,20 @@ class Option:
     choices: tuple[str, ...] | None = None
 
 
+#: The most values one axis of a grid may hold (a guard against typos like step=1e-9).
+MAX_AXIS = 1_000_000
+
+
 def _arange_inclusive(start: float, stop: float, step: float) -> Tensor:
     """``start, start+step, ... <= stop`` in float64, robust to rounding."""
     if step <= 0:
         raise ValueError(f"step must be positive, got {step:g}")
     if stop < start:
         raise ValueError(f"stop ({stop:g}) must not be below start ({start:g})")
+    count = (stop - start) / step + 1
+    if not math.isfinite(count) or count > MAX_AXIS:
+        raise ValueError(f"start={start:g}, stop={stop:g}, step={step:g} would make {count:.3g} values on one axis "
+                         f"(at most {MAX_AXIS:,}); use a larger step")
     n = int(math.floor((stop - start) / step + 1e-9)) + 1
     values = start + step * torch.arange(n, dtype=torch.float64)
     # Round away float noise (0.1 * 3 = 0.30000000000000004) so labels stay clean.

@@ -24,7 +24,9 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("name,files,args,text,code", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(corpus, tmp_path, name, files, args, text, code):
     out = tmp_path / "run"
-    argv = ["evaluate", *(a.replace("{dir}", str(corpus)) for a in args), "--out", str(out), "--limit", "4", "-q"]
+    argv = ["evaluate", *(a.replace("{dir}", str(corpus)) for a in args), "--out", str(out), "-q"]
+    if "--limit" not in argv:
+        argv += ["--limit", "4"]
     r = runner.invoke(app, argv)
     err = r.stderr.strip()
     assert r.exit_code == code, (r.exit_code, err)

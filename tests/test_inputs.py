@@ -279,7 +279,7 @@ def test_debug_env_shows_traceback(tmp_path):
 
 
 def test_huge_orbit_needs_yes(tmp_path):
-    r = runner.invoke(app, ["evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "shift:extent=150,step=1",
+    r = runner.invoke(app, ["evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "shift:extent=300,step=1",
                             "--out", str(tmp_path / "run")])
     assert_refused(r, "--yes", tmp_path / "run")
     assert "hours" in r.stderr
