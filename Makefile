@@ -29,7 +29,8 @@ demo: $(STAMP)
 		--out demo-run/pointcloud --overwrite
 	$(PY) -m nero_cli evaluate sample:mnist-cnn sample:mnist-cnn-aug --data sample:mnist500 \
 		--group perspective:extent=30,step=10 --out demo-run/perspective --overwrite
-	@echo "Demo runs written to demo-run/*/ (plots in each plots/ folder)"
+	$(PY) -m nero_cli report demo-run/mnist --out demo-run/report --overwrite
+	@echo "Demo runs written to demo-run/*/ (plots in each plots/ folder); report: demo-run/report/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
