@@ -33,6 +33,31 @@ def make_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def save_frame(path: Path, frame: pd.DataFrame) -> None:
+    """Write a DataFrame losslessly as plain arrays (``.npz``), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"__columns__": np.array(list(frame.columns), dtype=str)}
+    for i, c in enumerate(frame.columns):
+        col = frame[c].to_numpy()
+        arrays[f"c{i}"] = col.astype(str) if col.dtype == object else col
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load_frame(path: Path) -> pd.DataFrame:
+    """Read what :func:`save_frame` wrote (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as z:
+        order = [str(c) for c in z["__columns__"].tolist()]
+        frame = pd.DataFrame({c: z[f"c{i}"] for i, c in enumerate(order)})
+    for c in frame.columns:
+        if frame[c].dtype.kind == "U":
+            frame[c] = frame[c].astype(object)
+    return frame
+
+
 class Cache:
     """Get and put results pieces (DataFrames without the ``model`` column) by key."""
 
@@ -50,30 +75,15 @@ class Cache:
             self.misses += 1
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
-                order = [str(c) for c in z["__columns__"].tolist()]
-                frame = pd.DataFrame({c: z[f"c{i}"] for i, c in enumerate(order)})
+            frame = load_frame(path)
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, never an error
             self.misses += 1
             return None
-        for c in frame.columns:
-            if frame[c].dtype.kind == "U":
-                frame[c] = frame[c].astype(object)
         self.hits += 1
         return frame
 
     def put(self, key: str, frame: pd.DataFrame) -> None:
-        path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            arrays = {"__columns__": np.array(list(frame.columns), dtype=str)}
-            for i, c in enumerate(frame.columns):
-                col = frame[c].to_numpy()
-                arrays[f"c{i}"] = col.astype(str) if col.dtype == object else col
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
+            save_frame(self._path(key), frame)
         except OSError:
             pass  # a read-only or full cache never fails a run

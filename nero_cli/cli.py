@@ -114,6 +114,7 @@ def evaluate(
     gate: bool = typer.Option(False, "--gate", help="Run 'nero gate' on the fresh run with the thresholds of nero.toml / pyproject.toml; exit 1 if a check fails."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Run even when the estimate says the sweep takes over an hour."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Evaluate only shard i of n (i/n, from 0) of the samples; combine the shards with 'nero merge'."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its finished chunks."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
@@ -128,9 +129,13 @@ def evaluate(
             classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
             score_threshold=score_threshold,
             plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, cache=not no_cache,
-            resume=resume, yes=yes, command=["nero", *sys.argv[1:]],
+            resume=resume, yes=yes, shard=shard, command=["nero", *sys.argv[1:]],
             progress_factory=None if quiet else _Bar,
         )
+        import os as _os
+
+        if _os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+            return
         for w in result.warnings:
             from rich.markup import escape
 
@@ -166,6 +171,28 @@ def _print_summary(result: Any) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(t)
     console.print(f"Run written to [bold]{result.out}[/bold] ({len(result.plots)} plot files in plots/)")
+
+
+@app.command()
+def merge(
+    run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="The run directories of --shard 0/n ... n-1/n."),
+    out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
+    plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots, as for evaluate."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
+) -> None:
+    """Merge the shards of one sweep (nero evaluate --shard i/n) into one complete run."""
+
+    def work() -> None:
+        from .run import merge_runs
+
+        result = merge_runs(run_dirs, out, overwrite=overwrite, plots=not no_plots, plot_samples=plot_samples,
+                            command=["nero", *sys.argv[1:]])
+        if not quiet:
+            _print_summary(result)
+
+    _guard(work)
 
 
 @list_app.command("samples")

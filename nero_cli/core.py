@@ -113,7 +113,8 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
              reference: str = "auto", batch_size: int = 256, device: str | torch.device = "cpu",
              normalize: tuple[list[float], list[float]] | None = None, seed: int = 0,
              options: dict[str, Any] | None = None, progress: Progress | None = None,
-             cache: Any = None, data_key: str | None = None, chunks: Any = None) -> "Evaluation":
+             cache: Any = None, data_key: str | None = None, chunks: Any = None,
+             chunk_samples: int | None = None) -> "Evaluation":
     """Run every model over every orbit of every sample; return the tidy results table
     (``Evaluation.table``) with the orbits it ran.
 
@@ -122,7 +123,9 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
     With ``cache`` (a :class:`nero_cli.cache.Cache`) and ``data_key`` (the data's identity),
     pieces already evaluated for the same checkpoint bytes, data and spec are reused.
     With ``chunks`` (a Cache in a run's partial directory) every finished chunk of samples is
-    kept as it completes, so an interrupted sweep resumes where it stopped.
+    kept as it completes, so an interrupted sweep resumes where it stopped. ``chunk_samples``
+    fixes the samples per chunk (a shard uses the whole run's chunking, so that every forward
+    pass sees the same batch as in a single-process run and the results are identical).
     then the task's columns (for classification ``prediction, reference, confidence,
     correct, consensus, equivariance_error``).
     """
@@ -172,6 +175,9 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
             ident = group.identity_index
             assert ident is not None
             per_chunk, per_pass = chunk_sizes(n, g, batch_size)
+            if chunk_samples:  # a shard of a larger run: the same chunks as the whole run
+                per_chunk = chunk_samples
+                per_pass = max(1, min(g, batch_size // per_chunk))
             cols: dict[str, list[np.ndarray]] = {c: [] for c in task.columns}
             checked = False
             for s0 in range(0, n, per_chunk):

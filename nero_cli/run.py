@@ -257,13 +257,12 @@ def estimate_seconds(p: Prepared, batch_size: int) -> tuple[int, float]:
 
 
 def compute(p: Prepared, *, reference: str = "auto", batch_size: int = 256, seed: int = 0,
-            score_threshold: float = 0.5, cache: Any = None, chunks: Any = None,
+            score_threshold: float = 0.5, cache: Any = None, chunks: Any = None, chunk_samples: int | None = None,
             progress_factory: Callable[[int], Any] | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Run the sweep; return the evaluation, the aggregate table and the summary."""
     import hashlib
 
     from .core import evaluate, plan_orbits
-    from .summary import aggregate, summarise, summary_directions
 
     if batch_size <= 0:
         raise OptionError(f"--batch-size must be positive, got {batch_size}")
@@ -273,22 +272,31 @@ def compute(p: Prepared, *, reference: str = "auto", batch_size: int = 256, seed
     try:
         ev = evaluate(p.models, p.dataset, p.specs, p.task, reference=reference, batch_size=batch_size, device=p.device,
                       normalize=p.normalize, seed=seed, options={"score_threshold": score_threshold},
-                      progress=bar.advance if bar else None, cache=cache, data_key=data_key, chunks=chunks)
+                      progress=bar.advance if bar else None, cache=cache, data_key=data_key, chunks=chunks,
+                      chunk_samples=chunk_samples)
     finally:
         if bar:
             bar.close()
+    agg, summary = tabulate(p, ev)
+    return ev, agg, summary
+
+
+def tabulate(p: Prepared, ev: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The aggregate curves and the summary of an evaluation's table."""
+    from .summary import aggregate, summarise, summary_directions
+
     agg = aggregate(ev.table, ev.param_columns, p.task.metrics, p.class_names)
     summary = {
         "task": p.task.name,
         "reference": ev.reference,
-        "n_samples": len(p.dataset),
+        "n_samples": int(ev.table["sample"].nunique()),
         "models": [m.name for m in p.models],
         "groups": {pl.label: {"spec": pl.spec.canonical, "n_elements": len(pl.group), "plot": pl.group.plot_kind}
                    for pl in ev.plans},
         "higher_is_better": summary_directions(p.task.metrics, p.task.plot_metrics[0]),
         "metrics": summarise(ev.table, p.task.metrics, p.task.plot_metrics[0]),
     }
-    return ev, agg, summary
+    return agg, summary
 
 
 def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: Path, *,
@@ -298,7 +306,8 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
                  score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True,
                  overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
-                 resume: bool = False, yes: bool = False, command: Sequence[str] | None = None,
+                 resume: bool = False, yes: bool = False, shard: str | None = None,
+                 command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
 
@@ -313,44 +322,64 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     After an interruption it stays, marked ``interrupted``; ``resume=True`` continues it, and
     the results equal those of an uninterrupted run.
     """
-    from .cache import Cache, make_key
+    from .cache import Cache, make_key, save_frame
+    from .shard import (canonical_order, chunk_samples, distributed, finish_distributed, gather_tables,
+                        parse_shard, shard_positions)
 
     started = _dt.datetime.now(_dt.timezone.utc)
     out = Path(out)
     wanted = parse_plot_samples(plot_samples)
-    check_out_dir(out, overwrite)
+    part = parse_shard(shard) if shard else None
+    ranks = distributed()
+    if ranks and part:
+        raise OptionError("--shard and torchrun split the work two ways; use one of them")
+    lead = ranks is None or ranks[0] == 0
+    if lead:
+        check_out_dir(out, overwrite)
     p = prepare(models, data, groups, task=task, weights=weights, meta=meta, names=names,
                 trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit, classes=classes,
                 device=device, plot_metric=plot_metric)
     if not yes:
         n_inputs, seconds = estimate_seconds(p, batch_size)
-        if seconds > LONG_RUN_SECONDS:
+        if seconds > LONG_RUN_SECONDS * (ranks[1] if ranks else 1):
             raise OptionError(f"this sweep runs {n_inputs:,} inputs, about {_duration(seconds)} here; add --yes to run it, "
                               "or use a coarser grid (a larger step) or --limit")
+    key_parts = {"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
+                 "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
+                 "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
+                 "score_threshold": score_threshold, "device": str(p.device)}
+    sweep = make_key(key_parts)  # the whole run, before any sharding
+    whole = p.dataset
+    per_chunk = None
+    if part or ranks:
+        i, n = part or ranks  # type: ignore[misc]
+        per_chunk = chunk_samples(len(whole), batch_size)
+        p.dataset = whole.subset(shard_positions(len(whole), batch_size, i, n))
+    config = make_key({**key_parts, "index": p.dataset.index.tolist()})
     store = Cache(cache_dir) if cache else None
-    config = make_key({"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
-                       "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
-                       "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
-                       "score_threshold": score_threshold, "device": str(p.device)})
     tmp = out.parent / f".{out.name}.partial"
-    if tmp.exists():
-        old = _read_status(tmp)
-        if resume and old.get("config") != config:
-            raise OptionError(f"--resume: the interrupted run in {tmp} used other models, data or options; "
-                              "rerun without --resume to start over")
-        if not resume:
-            shutil.rmtree(tmp)
-    elif resume:
-        raise OptionError(f"--resume: no interrupted run to continue for {out} (no {tmp.name})")
-    tmp.mkdir(parents=True, exist_ok=True)
-    _json_dump({"status": "running", "config": config, "pid": os.getpid(),
-                "started": started.isoformat(timespec="seconds")}, tmp / "run.json")
-    chunk_store = Cache(tmp / "chunks")
+    chunk_store = None
+    if lead:
+        if tmp.exists():
+            old = _read_status(tmp)
+            if resume and old.get("config") != config:
+                raise OptionError(f"--resume: the interrupted run in {tmp} used other models, data or options; "
+                                  "rerun without --resume to start over")
+            if not resume:
+                shutil.rmtree(tmp)
+        elif resume:
+            raise OptionError(f"--resume: no interrupted run to continue for {out} (no {tmp.name})")
+        tmp.mkdir(parents=True, exist_ok=True)
+        _json_dump({"status": "running", "config": config, "pid": os.getpid(),
+                    "started": started.isoformat(timespec="seconds")}, tmp / "run.json")
+        chunk_store = Cache(tmp / "chunks")
     try:
         ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed,
                                    score_threshold=score_threshold, cache=store, chunks=chunk_store,
-                                   progress_factory=progress_factory)
+                                   chunk_samples=per_chunk, progress_factory=progress_factory if lead else None)
     except BaseException as exc:
+        if not lead:
+            raise
         kept = any((tmp / "chunks").rglob("*.npz")) if (tmp / "chunks").exists() else False
         if not kept:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -364,39 +393,60 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
             raise NeroError(f"interrupted; finished chunks are kept in {tmp}: rerun the same command with --resume "
                             "to continue", exit_code=130) from None
         raise
-    table = ev.table
-    loaded, task_obj, dataset, dev = p.models, p.task, p.dataset, p.device
+    if ranks:  # torchrun: rank 0 gathers every rank's rows and writes the run
+        pieces = gather_tables(ev.table, *ranks)
+        if not lead:
+            finish_distributed()
+            return RunResult(out=out, table=ev.table, aggregate=agg, summary=summary, warnings=p.warnings)
+        p.dataset = whole
+        ev.table = canonical_order(pd.concat(pieces, ignore_index=True), [m.name for m in p.models],
+                                   [pl.label for pl in ev.plans])
+        agg, summary = tabulate(p, ev)
+        finish_distributed()
+    extra = {"options": {"models": [m.source for m in p.models], "data": p.dataset.source, "groups": list(groups),
+                         "task": p.task.name, "weights": list(weights), "meta": list(meta), "names": list(names),
+                         "trust_checkpoint": trust_checkpoint, "normalize": p.normalize, "reference": ev.reference,
+                         "limit": limit, "classes": list(classes), "batch_size": batch_size, "device": str(p.device),
+                         "seed": seed, "plot_metric": p.plot_metric, "plot_samples": plot_samples,
+                         "score_threshold": score_threshold, "cache": cache, "shard": shard},
+             "cache": {"hits": store.hits, "misses": store.misses} if store else None,
+             "resumed_chunks": chunk_store.hits if chunk_store else 0,
+             "processes": ranks[1] if ranks else 1}
+    if part:
+        extra["shard"] = {"index": part[0], "count": part[1], "sweep": sweep, "class_names": p.class_names}
+        save_frame(tmp / "shard.npz", ev.table)
+        plots = False  # 'nero merge' draws the plots of the whole run
+    return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
+                     started=started)
 
-    # -- write, then rename into place ---------------------------------------------------
+
+def write_run(tmp: Path, out: Path, p: Prepared, ev: Any, agg: pd.DataFrame, summary: dict[str, Any],
+              extra: dict[str, Any], *, command: Sequence[str] | None, plots: bool, wanted: Any,
+              started: Any) -> RunResult:
+    """Write tables, plots and ``run.json`` into ``tmp`` and rename it to ``out``."""
+    table, dataset = ev.table, p.dataset
     try:
         table.to_csv(tmp / "results.csv", index=False, float_format="%.9g")
         agg.to_csv(tmp / "summary.csv", index=False, float_format="%.9g")
         _json_dump(summary, tmp / "summary.json")
-        plot_files = (_write_plots(tmp / "plots", table, agg, ev, loaded, p.plot_metric, wanted, dataset, task_obj, dev)
-                      if plots else [])
+        plot_files = (_write_plots(tmp / "plots", table, agg, ev, p.models, p.plot_metric, wanted, dataset, p.task,
+                                   p.device) if plots else [])
         finished = _dt.datetime.now(_dt.timezone.utc)
         run_info = {
             "status": "complete",
             "command": list(command) if command is not None else None,
-            "options": {"models": [m.source for m in loaded], "data": dataset.source, "groups": list(groups),
-                        "task": task_obj.name, "weights": list(weights), "meta": list(meta), "names": list(names),
-                        "trust_checkpoint": trust_checkpoint, "normalize": p.normalize, "reference": ev.reference,
-                        "limit": limit, "classes": list(classes), "batch_size": batch_size, "device": str(dev),
-                        "seed": seed, "plot_metric": p.plot_metric, "plot_samples": plot_samples,
-                        "score_threshold": score_threshold, "cache": cache},
             "groups": {pl.label: pl.spec.canonical for pl in ev.plans},
-            "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256} for m in loaded],
-            "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": len(dataset),
+            "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256} for m in p.models],
+            "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": int(table["sample"].nunique()),
                      "image_size": list(dataset.size) if dataset.inputs.ndim == 4 else None},
             "warnings": p.warnings,
-            "cache": {"hits": store.hits, "misses": store.misses} if store else None,
-            "resumed_chunks": chunk_store.hits,
+            **extra,
             "versions": _versions(),
-            "seed": seed,
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "seconds": round((finished - started).total_seconds(), 3),
         }
+        run_info["seed"] = run_info.get("options", {}).get("seed")
         shutil.rmtree(tmp / "chunks", ignore_errors=True)
         _json_dump(run_info, tmp / "run.json")
         if out.exists():
@@ -407,6 +457,64 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
         raise
     plot_files = [out / f.relative_to(tmp) for f in plot_files]
     return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings)
+
+
+def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, plots: bool = True,
+               plot_samples: str = "worst:3", command: Sequence[str] | None = None) -> RunResult:
+    """Merge the run directories of ``--shard 0/n`` ... ``--shard n-1/n`` into one complete run,
+    identical to the run a single process would have written."""
+    from .cache import load_frame
+    from .core import Evaluation, plan_orbits
+    from .shard import canonical_order
+
+    started = _dt.datetime.now(_dt.timezone.utc)
+    out = Path(out)
+    wanted = parse_plot_samples(plot_samples)
+    if not run_dirs:
+        raise OptionError("no RUN_DIR given; pass the run directories of every --shard i/n")
+    infos = []
+    for d in map(Path, run_dirs):
+        info = _read_status(d)
+        if info.get("status") != "complete":
+            raise OutputError(f"{d}: not a complete run (run.json status {info.get('status', 'missing')!r}); "
+                              "finish that shard first")
+        if not info.get("shard") or not (d / "shard.npz").is_file():
+            raise OutputError(f"{d}: not a shard (run it with --shard i/n); nothing to merge")
+        infos.append((d, info))
+    n = infos[0][1]["shard"]["count"]
+    sweeps = {i["shard"]["sweep"] for _, i in infos}
+    if len(sweeps) > 1:
+        raise OutputError("the shards come from different sweeps (models, data, groups or options differ); "
+                          "merge the shards of one command")
+    got = sorted(i["shard"]["index"] for _, i in infos)
+    if got != list(range(n)):
+        missing = sorted(set(range(n)) - set(got))
+        raise OutputError(f"expected shards 0..{n - 1} once each; " +
+                          (f"missing {missing}" if missing else f"got {got}"))
+    check_out_dir(out, overwrite)
+    infos.sort(key=lambda t: t[1]["shard"]["index"])
+    o = infos[0][1]["options"]
+    norm = o.get("normalize")
+    p = prepare(o["models"], o["data"], o["groups"], task=o["task"], weights=o["weights"], meta=o["meta"],
+                names=o["names"], trust_checkpoint=o["trust_checkpoint"],
+                normalize=",".join(map(str, norm[0] + norm[1])) if norm else None, limit=o["limit"],
+                classes=o["classes"], device=o["device"], plot_metric=o["plot_metric"])
+    p.class_names = infos[0][1]["shard"]["class_names"]
+    plans = plan_orbits(p.specs)
+    table = pd.concat([load_frame(d / "shard.npz") for d, _ in infos], ignore_index=True)
+    table = canonical_order(table, [m.name for m in p.models], [pl.label for pl in plans])
+    param_cols: list[str] = []
+    for pl in plans:
+        param_cols += [c for c in pl.group.columns() if c not in param_cols]
+    ev = Evaluation(table=table, plans=plans, reference=o["reference"], param_columns=param_cols, task=p.task.name)
+    agg, summary = tabulate(p, ev)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    extra = {"options": {**o, "shard": None}, "merged_from": [str(d) for d, _ in infos], "cache": None,
+             "resumed_chunks": 0, "processes": n}
+    return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
+                     started=started)
 
 
 def _write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, ev: Any, loaded: list, metric: str,

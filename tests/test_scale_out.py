@@ -1,0 +1,69 @@
+"""--shard i/n with nero merge, and torchrun over gloo: identical to one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nero_cli.cli import app
+
+runner = CliRunner()
+ARGS = ["sample:mnist-cnn", "sample:mnist-c4", "--data", "sample:mnist500", "--limit", "90", "-g", "rotation:step=45",
+        "-g", "scale:step=0.25", "--batch-size", "16", "-q", "--no-cache", "--plot-samples", "worst:1"]
+SAME = ("results.csv", "summary.csv", "summary.json")
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    r = runner.invoke(app, ["evaluate", *ARGS, "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    return out
+
+
+def test_shards_merged_equal_the_whole(whole, tmp_path):
+    for i in range(3):
+        r = runner.invoke(app, ["evaluate", *ARGS, "--shard", f"{i}/3", "--out", str(tmp_path / f"s{i}")])
+        assert r.exit_code == 0, r.stderr
+        info = json.loads((tmp_path / f"s{i}" / "run.json").read_text())
+        assert info["shard"]["index"] == i and info["data"]["n_samples"] < 90
+    r = runner.invoke(app, ["merge", *(str(tmp_path / f"s{i}") for i in (2, 0, 1)), "--out", str(tmp_path / "merged"), "-q"])
+    assert r.exit_code == 0, r.stderr
+    for f in SAME:
+        assert (tmp_path / "merged" / f).read_bytes() == (whole / f).read_bytes(), f
+    assert json.loads((tmp_path / "merged" / "run.json").read_text())["status"] == "complete"
+    assert (tmp_path / "merged" / "plots" / "aggregate_rotation_confidence.png").exists()
+
+
+def test_merge_refuses_missing_or_foreign_shards(whole, tmp_path):
+    for i in range(2):
+        r = runner.invoke(app, ["evaluate", *ARGS, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")])
+        assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["merge", str(tmp_path / "s0"), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 5 and "missing [1]" in r.stderr
+    r = runner.invoke(app, ["merge", str(tmp_path / "s0"), str(whole), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 5 and "not a shard" in r.stderr
+    r = runner.invoke(app, ["evaluate", *ARGS, "--shard", "2/2", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "0 <= i < n" in r.stderr
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    # torchrun gives each worker one thread; the single process gets one too, since CPU kernels may
+    # sum in another order with another thread count
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NERO_BACKEND": "gloo"}
+    one = [sys.executable, "-m", "nero_cli", "evaluate", *ARGS, "--out", str(tmp_path / "one")]
+    p = subprocess.run(one, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "-m", "nero_cli", "evaluate", *ARGS, "--out", str(tmp_path / "two")]
+    p = subprocess.run(two, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for f in SAME:
+        assert (tmp_path / "two" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
