@@ -103,7 +103,10 @@ def evaluate(
     reference: str = typer.Option("auto", "--reference", help="labels (default when labels exist) or consensus."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N samples."),
     classes: Optional[List[str]] = typer.Option(None, "--classes", help="Only these classes (ids or names), e.g. 3,5."),
-    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Inputs per forward pass."),
+    batch_size: str = typer.Option("256", "--batch-size", "-b", help="Inputs per forward pass, or auto (time a few sizes, keep the fastest; backs off on out-of-memory)."),
+    amp: bool = typer.Option(False, "--amp", help="CUDA only: run the model under bfloat16 autocast (faster on GPUs, results change slightly)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the models (compiles on the first batch: pays off on long sweeps)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Channels-last memory format for image models (often faster on GPUs and recent CPUs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     seed: int = typer.Option(0, "--seed", help="Random seed (recorded in run.json)."),
     plot_metric: Optional[str] = typer.Option(None, "--plot-metric", help="classification: confidence (default), accuracy, equivariance_error; detection: iou, confidence, conf_iou, accuracy, f1, equivariance_error; flow: aee, rmse, equivariance_error."),
@@ -129,7 +132,7 @@ def evaluate(
             classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
             score_threshold=score_threshold,
             plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, cache=not no_cache,
-            resume=resume, yes=yes, shard=shard, command=["nero", *sys.argv[1:]],
+            resume=resume, yes=yes, shard=shard, amp=amp, compile=compile_, channels_last=channels_last, command=["nero", *sys.argv[1:]],
             progress_factory=None if quiet else _Bar,
         )
         import os as _os

@@ -92,7 +92,8 @@ def _normaliser(model: LoadedModel, normalize: tuple[list[float], list[float]] |
     return mean, std
 
 
-def _forward(model: LoadedModel, x: torch.Tensor, norm) -> Any:  # noqa: ANN001
+def _forward(model: LoadedModel, x: torch.Tensor, norm, accel: dict[str, Any] | None = None) -> Any:  # noqa: ANN001
+    accel = accel or {}
     if norm is not None:
         mean, std = norm
         if x.ndim != 4:
@@ -100,7 +101,13 @@ def _forward(model: LoadedModel, x: torch.Tensor, norm) -> Any:  # noqa: ANN001
         if mean.shape[1] not in (1, x.shape[1]):
             raise OptionError(f"normalisation has {mean.shape[1]} channel(s), the images have {x.shape[1]}")
         x = (x - mean) / std
+    if accel.get("channels_last") and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     try:
+        if accel.get("amp") and x.is_cuda:
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                out = model.module(x)
+            return out.float() if isinstance(out, torch.Tensor) else out
         return model.module(x)
     except ModelError:
         raise
@@ -196,7 +203,7 @@ def evaluate(models: Sequence[LoadedModel], data: Any, specs: Sequence[OrbitSpec
                     for e0 in range(0, g, per_pass):
                         idx = list(range(e0, min(g, e0 + per_pass)))
                         xb = action(x, idx)
-                        out = _forward(model, xb.reshape(len(idx) * b, *xb.shape[2:]), norm)
+                        out = _forward(model, xb.reshape(len(idx) * b, *xb.shape[2:]), norm, options)
                         out = task.prepare_outputs(out, len(idx) * b, model.name)
                         outs.append(out.reshape(len(idx), b, *out.shape[1:]))
                         if progress:

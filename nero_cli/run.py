@@ -162,8 +162,11 @@ def _load_models(models: Sequence[Any], weights: Sequence[str], meta: Sequence[s
 def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: str | None = None,
             weights: Sequence[str] = (), meta: Sequence[str] = (), names: Sequence[str] = (),
             trust_checkpoint: bool = False, normalize: str | None = None, limit: int | None = None,
-            classes: Sequence[str] = (), device: str = "auto", plot_metric: str | None = None) -> Prepared:
+            classes: Sequence[str] = (), device: str = "auto", plot_metric: str | None = None,
+            compile: bool = False, channels_last: bool = False) -> Prepared:
     """Load and check models, data and group specs (everything that can fail before the sweep)."""
+    import torch
+
     from .core import resolve_device
     from .data import Dataset, select
     from .tasks import get_task
@@ -174,6 +177,14 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     norm = parse_normalize(normalize)
     dev = resolve_device(device)
     loaded = _load_models(models, weights, meta, names, trust_checkpoint, dev)
+    for m in loaded:
+        if channels_last:
+            try:
+                m.module = m.module.to(memory_format=torch.channels_last)
+            except Exception:  # noqa: BLE001 - TorchScript/export modules keep their layout
+                pass
+        if compile:
+            m.module = torch.compile(m.module)
     task_names = {m.meta.task for m in loaded if m.meta.task}
     if task is None:
         if len(task_names) > 1:
@@ -228,6 +239,53 @@ def check_repeatable(p: Prepared) -> list[str]:
 
 
 LONG_RUN_SECONDS = 3600.0
+AUTO_BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(exc).lower()
+
+
+def resolve_batch_size(p: Prepared, batch_size: int | str, amp: bool = False) -> int:
+    """``--batch-size N``, or ``auto``: time one forward pass of every model at each size of
+    :data:`AUTO_BATCH_SIZES` and keep the fastest per input; a size that runs out of memory
+    ends the search (the previous size is kept)."""
+    import time
+
+    import torch
+
+    if isinstance(batch_size, int) or str(batch_size).isdigit():
+        size = int(batch_size)
+        if size <= 0:
+            raise OptionError(f"--batch-size must be positive, got {size}")
+        return size
+    if batch_size != "auto":
+        raise OptionError(f"--batch-size must be a positive number or auto, got '{batch_size}'")
+    best, best_rate = AUTO_BATCH_SIZES[0], 0.0
+    one = p.dataset.inputs[:1].to(p.device)
+    for size in AUTO_BATCH_SIZES:
+        x = one.expand(size, *one.shape[1:]).contiguous()
+        try:
+            with torch.inference_mode(), torch.autocast("cuda", enabled=amp and x.is_cuda):
+                for m in p.models:
+                    m.module(x)  # warm-up
+                t = time.perf_counter()
+                for m in p.models:
+                    m.module(x)
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                rate = size / max(time.perf_counter() - t, 1e-9)
+        except Exception as exc:  # noqa: BLE001
+            if _is_oom(exc):
+                if x.is_cuda:
+                    torch.cuda.empty_cache()
+                break  # back off: keep the largest size that fitted
+            raise
+        if rate > best_rate * 1.05:  # a larger batch must be clearly faster to win
+            best, best_rate = size, rate
+    return best
 
 
 def estimate_seconds(p: Prepared, batch_size: int) -> tuple[int, float]:
@@ -258,20 +316,21 @@ def estimate_seconds(p: Prepared, batch_size: int) -> tuple[int, float]:
 
 def compute(p: Prepared, *, reference: str = "auto", batch_size: int = 256, seed: int = 0,
             score_threshold: float = 0.5, cache: Any = None, chunks: Any = None, chunk_samples: int | None = None,
+            amp: bool = False, channels_last: bool = False,
             progress_factory: Callable[[int], Any] | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Run the sweep; return the evaluation, the aggregate table and the summary."""
     import hashlib
 
     from .core import evaluate, plan_orbits
 
-    if batch_size <= 0:
-        raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    batch_size = resolve_batch_size(p, batch_size)
     total = len(p.models) * len(p.dataset) * sum(len(pl.group) for pl in plan_orbits(p.specs))
     data_key = hashlib.sha256((p.dataset.sha256 + ":" + ",".join(map(str, p.dataset.index.tolist()))).encode()).hexdigest()
     bar = progress_factory(total) if progress_factory else None
     try:
         ev = evaluate(p.models, p.dataset, p.specs, p.task, reference=reference, batch_size=batch_size, device=p.device,
-                      normalize=p.normalize, seed=seed, options={"score_threshold": score_threshold},
+                      normalize=p.normalize, seed=seed,
+                      options={"score_threshold": score_threshold, "amp": amp, "channels_last": channels_last},
                       progress=bar.advance if bar else None, cache=cache, data_key=data_key, chunks=chunks,
                       chunk_samples=chunk_samples)
     finally:
@@ -303,10 +362,11 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  task: str | None = None, weights: Sequence[str] = (), meta: Sequence[str] = (),
                  names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
                  reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
-                 batch_size: int = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
+                 batch_size: int | str = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
                  score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True,
                  overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
                  resume: bool = False, yes: bool = False, shard: str | None = None,
+                 amp: bool = False, compile: bool = False, channels_last: bool = False,
                  command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
@@ -338,7 +398,10 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
         check_out_dir(out, overwrite)
     p = prepare(models, data, groups, task=task, weights=weights, meta=meta, names=names,
                 trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit, classes=classes,
-                device=device, plot_metric=plot_metric)
+                device=device, plot_metric=plot_metric, compile=compile, channels_last=channels_last)
+    batch_size = resolve_batch_size(p, batch_size, amp=amp)
+    if amp and p.device.type != "cuda":
+        p.warnings.append("--amp has no effect on the CPU (autocast is used on CUDA only)")
     if not yes:
         n_inputs, seconds = estimate_seconds(p, batch_size)
         if seconds > LONG_RUN_SECONDS * (ranks[1] if ranks else 1):
@@ -347,7 +410,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     key_parts = {"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
                  "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
                  "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
-                 "score_threshold": score_threshold, "device": str(p.device)}
+                 "score_threshold": score_threshold, "device": str(p.device), "amp": amp, "channels_last": channels_last}
     sweep = make_key(key_parts)  # the whole run, before any sharding
     whole = p.dataset
     per_chunk = None
@@ -376,7 +439,8 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     try:
         ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed,
                                    score_threshold=score_threshold, cache=store, chunks=chunk_store,
-                                   chunk_samples=per_chunk, progress_factory=progress_factory if lead else None)
+                                   chunk_samples=per_chunk, amp=amp, channels_last=channels_last,
+                                   progress_factory=progress_factory if lead else None)
     except BaseException as exc:
         if not lead:
             raise
@@ -408,7 +472,8 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                          "trust_checkpoint": trust_checkpoint, "normalize": p.normalize, "reference": ev.reference,
                          "limit": limit, "classes": list(classes), "batch_size": batch_size, "device": str(p.device),
                          "seed": seed, "plot_metric": p.plot_metric, "plot_samples": plot_samples,
-                         "score_threshold": score_threshold, "cache": cache, "shard": shard},
+                         "score_threshold": score_threshold, "cache": cache, "shard": shard, "amp": amp,
+                         "compile": compile, "channels_last": channels_last},
              "cache": {"hits": store.hits, "misses": store.misses} if store else None,
              "resumed_chunks": chunk_store.hits if chunk_store else 0,
              "processes": ranks[1] if ranks else 1}

@@ -67,3 +67,42 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     for f in SAME:
         assert (tmp_path / "two" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
     assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
+
+
+def test_batch_size_auto_backs_off_on_out_of_memory():
+    import torch
+
+    from nero_cli.run import AUTO_BATCH_SIZES, prepare, resolve_batch_size
+
+    class Greedy(torch.nn.Module):
+        """Runs out of memory above 128 inputs."""
+
+        def forward(self, x):
+            if x.shape[0] > 128:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return x.flatten(1)[:, :10]
+
+    p = prepare([Greedy()], "sample:mnist500", ["rotation:step=90"], device="cpu", limit=4)
+    size = resolve_batch_size(p, "auto")
+    assert size in AUTO_BATCH_SIZES and size <= 128
+    assert resolve_batch_size(p, "64") == 64
+    with pytest.raises(Exception, match="positive number or auto"):
+        resolve_batch_size(p, "fast")
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("not a memory problem")
+
+    p = prepare([Broken()], "sample:mnist500", ["rotation:step=90"], device="cpu", limit=4)
+    with pytest.raises(ValueError):
+        resolve_batch_size(p, "auto")
+
+
+def test_channels_last_and_amp_flags_keep_results(whole, tmp_path):
+    r = runner.invoke(app, ["evaluate", *ARGS, "--channels-last", "--amp", "--out", str(tmp_path / "cl")])
+    assert r.exit_code == 0, r.stderr
+    import pandas as pd
+
+    a, b = pd.read_csv(whole / "results.csv"), pd.read_csv(tmp_path / "cl" / "results.csv")
+    assert (a["prediction"] == b["prediction"]).mean() > 0.99  # --amp is a no-op on CPU; layout changes rounding only
+    assert abs(a["confidence"] - b["confidence"]).max() < 1e-4
