@@ -46,11 +46,21 @@ def main() -> None:
     ap.add_argument("--group", default="rotation")
     ap.add_argument("--model", default="sample:mnist-cnn")
     ap.add_argument("--loop-samples", type=int, default=40, help="samples for the (slow) per-image loop")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--amp", action="store_true", help="CUDA: bfloat16 autocast for the forward passes")
     ap.add_argument("--out", default=str(Path(__file__).with_name("throughput.json")))
     args = ap.parse_args()
 
-    model = load_model(args.model).module
+    dev = torch.device(args.device)
+    model = load_model(args.model, device=dev).module
+    if args.amp:
+        plain = model
+
+        def model(x):  # noqa: ANN001, E306
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return plain(x)
     data = select(load_images("sample:mnist500"), limit=args.samples)
+    data.inputs = data.inputs.to(dev)
     spec = parse_spec(args.group, image_size=data.size)
     group = spec.group.with_identity()
     action = ImageAction(group, data.size, **spec.action)
@@ -65,16 +75,21 @@ def main() -> None:
     bare = {}
     with torch.inference_mode():
         model(orbit[:256])
-        for bs in (64, 128, 256, 512):
-            bare[bs] = total / timed(lambda: [model(orbit[i:i + bs]) for i in range(0, total, bs)], 2)
+        for bs in (64, 128, 256, 512, 1024):
+            def run_all() -> None:
+                for i in range(0, total, bs):
+                    model(orbit[i:i + bs])
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+            bare[bs] = total / timed(run_all, 2)
     best_bs = max(bare, key=bare.get)
 
     # End to end through the importable command function (plots off).
     def e2e() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             evaluate_run([args.model], "sample:mnist500", [args.group], Path(tmp) / "run", limit=args.samples,
-                         batch_size=best_bs, device="cpu", plot_samples="none", plot_metric="confidence",
-                         command=["benchmark"], plots=False)
+                         batch_size=best_bs, device=args.device, plot_samples="none", plot_metric="confidence",
+                         command=["benchmark"], plots=False, amp=args.amp, yes=True)
     e2e_rate = total / timed(e2e, 2)
 
     # Per-image loop like the original NERO: one image, one element, one forward at a time.
@@ -88,7 +103,7 @@ def main() -> None:
     loop_rate = m * g / timed(loop, 1)
 
     result = {
-        "model": args.model, "group": spec.canonical, "samples": n, "elements": g, "inputs": total,
+        "model": args.model, "device": args.device, "amp": args.amp, "group": spec.canonical, "samples": n, "elements": g, "inputs": total,
         "torch_threads": torch.get_num_threads(),
         "bare_forward_inputs_per_s": {str(k): round(v, 1) for k, v in bare.items()},
         "best_batch_size": best_bs,

@@ -100,7 +100,7 @@ class VectorFieldAction:
         """``fields``: ``(g, N, 2, H, W)`` outputs at ``g·x`` → ``g⁻¹ · fields``, same shape."""
         indices = list(indices)
         g, n = fields.shape[:2]
-        moved = torch.stack([self.back(fields[j], [i])[0] for j, i in enumerate(indices)])
+        moved = self.back.apply_each(fields, indices)
         lin = self.linear[indices].to(fields.device, fields.dtype)
         turned = torch.einsum("gij,gnjhw->gnihw", lin, moved)
         return turned * self.sign[indices].to(fields.device, fields.dtype).view(g, 1, 1, 1, 1)

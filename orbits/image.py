@@ -195,6 +195,34 @@ class ImageAction:
             out.mul_(self._disc(images.device, images.dtype))
         return out
 
+    def apply_each(self, images: Tensor, indices: Sequence[int]) -> Tensor:
+        """Apply element ``indices[j]`` to ``images[j]``: ``(g, N, C, H, W)`` in, same shape out.
+
+        Used to map outputs back, where every element has its own output to transform.
+        """
+        g, n, c, h, w = images.shape
+        indices = list(indices)
+        if (h, w) != self.size or len(indices) != g:
+            raise ValueError(f"apply_each needs (g={len(indices)}, N, C, {self.size[0]}, {self.size[1]}) images")
+        out = images.new_empty(images.shape)
+        gather = [j for j, i in enumerate(indices) if self._exact[i] is not None]
+        warp = [j for j, i in enumerate(indices) if self._exact[i] is None]
+        if gather:
+            idx, valid = zip(*(self._flat_index(indices[j], images.device) for j in gather))
+            src = images[gather].reshape(len(gather), n * c, h * w)
+            got = torch.gather(src, 2, torch.stack(idx)[:, None].expand(-1, n * c, -1))
+            if self.padding == "zeros":
+                got = got * torch.stack(valid)[:, None].to(images.dtype)
+            out[gather] = got.reshape(len(gather), n, c, h, w)
+        if warp:
+            grid = torch.stack([self._grid(indices[j], images.device, images.dtype) for j in warp])
+            src = images[warp].reshape(len(warp), n * c, h, w)
+            res = F.grid_sample(src, grid, mode=self.interp, padding_mode=self.padding, align_corners=False)
+            out[warp] = res.reshape(len(warp), n, c, h, w)
+        if self.mask == "circle":
+            out.mul_(self._disc(images.device, images.dtype))
+        return out
+
     # -- internals --------------------------------------------------------------------
     def _nearest_index(self, inv: Tensor) -> tuple[Tensor, Tensor]:
         h, w = self.size

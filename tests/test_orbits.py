@@ -226,3 +226,14 @@ def test_orbits_is_torch_only():
     bad = re.compile(r"^\s*(import|from)\s+(nero_cli|pandas|matplotlib|typer|rich)\b", re.M)
     for f in pathlib.Path(orbits.__file__).parent.glob("*.py"):
         assert not bad.search(f.read_text()), f
+
+
+@pytest.mark.parametrize("spec", ["rotation:step=30", "shift:extent=2,step=1,padding=reflection", "d4",
+                                  "rotation:step=45,mask=circle,interp=nearest"])
+def test_apply_each_equals_one_element_at_a_time(spec):
+    g = parse_spec(spec, image_size=(12, 12)).group
+    act = ImageAction(g, (12, 12), **parse_spec(spec, image_size=(12, 12)).action)
+    x = torch.rand(len(g), 3, 2, 12, 12)
+    each = act.apply_each(x, range(len(g)))
+    for j in range(len(g)):
+        assert torch.equal(each[j], act(x[j], [j])[0])
