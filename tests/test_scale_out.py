@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -106,3 +107,18 @@ def test_channels_last_and_amp_flags_keep_results(whole, tmp_path):
     a, b = pd.read_csv(whole / "results.csv"), pd.read_csv(tmp_path / "cl" / "results.csv")
     assert (a["prediction"] == b["prediction"]).mean() > 0.99  # --amp is a no-op on CPU; layout changes rounding only
     assert abs(a["confidence"] - b["confidence"]).max() < 1e-4
+
+
+def test_chunking_bounds_every_forward_pass():
+    from nero_cli.core import chunk_sizes
+    from nero_cli.shard import shard_positions
+
+    for n, g, b in [(500, 72, 256), (10, 72, 256), (1000, 1, 64), (3, 2, 1)]:
+        per_chunk, per_pass = chunk_sizes(n, g, b)
+        assert per_chunk * per_pass <= max(b, per_chunk)  # one pass holds at most about batch_size inputs
+        assert per_chunk <= n and per_pass <= g
+    # shards cover every sample once, in order, on whole chunks of the full run
+    for n, b, k in [(90, 16, 3), (500, 256, 2), (17, 4, 5)]:
+        parts = [shard_positions(n, b, i, k) for i in range(k)]
+        assert np.concatenate(parts).tolist() == list(range(n))
+        assert all(p[0] % min(n, b) == 0 for p in parts)
