@@ -32,13 +32,9 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import NeroError, OptionError, OutputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-    import pandas as pd
 
 #: Dimension reductions, in the order the page offers them.
 REDUCTIONS = ("pca", "ica", "isomap", "tsne", "umap")
@@ -456,7 +452,6 @@ def _load_dataset(run: _Run, warn: Callable[[str], None]) -> Any:
 
 def _view_elements(run: _Run, label: str) -> tuple[int, dict[str, list], int]:
     """Number of elements, the parameter columns (by element index) and the identity index."""
-    import numpy as np
 
     rows = run.agg[(run.agg["group"] == label)]
     rows = rows[rows["class"] == "all"] if (rows["class"] == "all").any() else rows

@@ -323,7 +323,6 @@ def test_browser_click_through(browser, report, tmp_path):
     assert not _severe(d.get_log("browser"))
     assert d.find_elements(By.CSS_SELECTOR, "#aggregate .main-svg")
     shown = d.find_element(By.ID, "sample-id").text
-    samples = d.execute_script("var v = NERO.data.views[NERO.state.view]; return NERO.data.datasets[v.data].samples;")
 
     # a real mouse click on a rendered point of the reduction view, far from its neighbours
     points = d.find_elements(By.CSS_SELECTOR, "#reduction .scatterlayer .trace:first-child .point")
@@ -364,7 +363,6 @@ def test_browser_click_through(browser, report, tmp_path):
     pixels = np.array(d.execute_script(
         "var c = arguments[0]; return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);", canvas))
     got = pixels.reshape(28, 28, 4)[..., 0].astype(float) / 255.0
-    import torch
 
     from nero_cli.data import load_images
     from orbits import ImageAction, parse_spec
