@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .data import Dataset, hash_arrays
 from .errors import DataError
+from .prepare import prepare
+from .run import compute
+from .tasks import get_task
 
 
 @dataclass
@@ -28,31 +31,22 @@ class Result:
         return iter((self.table, self.summary))
 
 
-def as_dataset(data: Any, task: str = "classification", labels: Any = None) -> Any:
-    """Arrays or tensors to a :class:`nero_cli.data.Dataset` for ``task``.
+def as_dataset(data: Any, task: str = "classification", labels: Any = None) -> Dataset:
+    """Arrays or tensors to a :class:`nero_cli.data.Dataset` for ``task``, with the same checks as files.
 
     ``data`` may be a Dataset, a dict of arrays as in an ``.npz`` (``images``/``labels``,
     ``points``, ``frames``/``flow``, ``boxes``/``box_labels``), or one array of inputs.
     """
-    from .data import Dataset, hash_arrays
-
     if isinstance(data, Dataset):
         return data
-    arrays = dict(data) if isinstance(data, dict) else {{"pointcloud": "points", "flow": "frames"}.get(task, "images"): data}
+    rec = get_task(task)
+    arrays = dict(data) if isinstance(data, dict) else {rec.input_key: data}
     if labels is not None:
         arrays["labels"] = labels
     arrays = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in arrays.items()}
-    import tempfile
-
-    from .tasks import get_task
-
-    with tempfile.TemporaryDirectory() as tmp:  # one loader per task, so arrays get the same checks as files
-        path = Path(tmp) / "data.npz"
-        np.savez(path, **arrays)
-        ds = get_task(task).load_data(str(path), None)
-    ds.source = "<arrays>"
-    ds.sha256 = hash_arrays(*(arrays[k] for k in sorted(arrays)))
-    return ds
+    if rec.input_key not in arrays:
+        raise DataError(f"<arrays>: no '{rec.input_key}' array for task {task}; found {', '.join(sorted(arrays))}")
+    return rec.arrays(arrays, hash_arrays(*(arrays[k] for k in sorted(arrays))), "<arrays>", None)
 
 
 def evaluate(models: Any, data: Any, groups: str | Sequence[str], *, task: str | None = None,
@@ -69,8 +63,6 @@ def evaluate(models: Any, data: Any, groups: str | Sequence[str], *, task: str |
 
     >>> table, summary = evaluate(model, images, "rotation:step=90", labels=labels)  # doctest: +SKIP
     """
-    from .run import compute, prepare
-
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     groups = [groups] if isinstance(groups, str) else list(groups)
     if not isinstance(data, str):

@@ -156,7 +156,8 @@ def load_npz(path: Path, channels: int | None = None, image_key: str = "images")
     return arrays, hash_arrays(*(arrays[k] for k in sorted(arrays)))
 
 
-def _from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None) -> Dataset:
+def images_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None = None) -> Dataset:
+    """Images ``images`` with optional ``labels`` and ``class_names`` (as in an ``.npz``)."""
     raw = arrays["images"]
     if raw.ndim not in (3, 4):
         raise DataError(f"{source}: 'images' must be (N, H, W), (N, C, H, W) or (N, H, W, C); found shape {raw.shape}")
@@ -220,7 +221,7 @@ def load_images(spec: str, channels: int | None = None) -> Dataset:
             raise DataError(f"{spec}: no such sample data; available: {', '.join('sample:' + k for k in sample_models.SAMPLE_DATA)}")
         path = sample_models.data_path(key)
         arrays, digest = load_npz(path)
-        return _from_arrays(arrays, digest, spec, channels)
+        return images_from_arrays(arrays, digest, spec, channels)
     path = Path(spec)
     if path.is_dir():
         return _load_folder(path, channels)
@@ -229,7 +230,7 @@ def load_images(spec: str, channels: int | None = None) -> Dataset:
     if path.suffix != ".npz":
         raise DataError(f"{path}: expected an .npz file or an image folder, found a '{path.suffix}' file")
     arrays, digest = load_npz(path)
-    return _from_arrays(arrays, digest, str(path), channels)
+    return images_from_arrays(arrays, digest, str(path), channels)
 
 
 def select(data: Dataset, classes: list[str] | None = None, limit: int | None = None) -> Dataset:
@@ -281,10 +282,15 @@ def _finite(arr: np.ndarray, name: str, source: str) -> None:
         raise DataError(f"{source}: '{name}' contains NaN or inf; clean the data first")
 
 
-def load_points(spec: str) -> Dataset:
-    """Point clouds: ``points`` ``(N, P, 3)`` and optional ``labels`` ``(N,)``, ``class_names``."""
+def load_task_npz(spec: str, key: str, build, channels: int | None = None) -> Dataset:  # noqa: ANN001
+    """An ``.npz`` (or ``sample:NAME``) whose inputs are ``arrays[key]``, built by ``build``."""
     path, source = _npz_path(spec)
-    arrays, digest = load_npz(path, image_key="points")
+    arrays, digest = load_npz(path, image_key=key)
+    return build(arrays, digest, source, channels)
+
+
+def points_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None = None) -> Dataset:
+    """Point clouds: ``points`` ``(N, P, 3)`` and optional ``labels`` ``(N,)``, ``class_names``."""
     pts = arrays["points"]
     if pts.ndim != 3 or pts.shape[-1] != 3:
         raise DataError(f"{source}: 'points' must be (N, P, 3), found shape {pts.shape}")
@@ -299,10 +305,8 @@ def load_points(spec: str) -> Dataset:
                    None if labels is None else torch.from_numpy(labels), names, source, digest)
 
 
-def load_frames(spec: str) -> Dataset:
+def frames_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None = None) -> Dataset:
     """Frame pairs: ``frames`` ``(N, 2, H, W)`` or ``(N, 2, C, H, W)``, optional ``flow`` ``(N, 2, H, W)``."""
-    path, source = _npz_path(spec)
-    arrays, digest = load_npz(path, image_key="frames")
     fr = arrays["frames"]
     if fr.ndim == 4 and fr.shape[1] == 2:
         fr = fr[:, :, None]
@@ -320,11 +324,10 @@ def load_frames(spec: str) -> Dataset:
     return Dataset(torch.from_numpy(np.ascontiguousarray(pix)), None, None, source, digest, targets=targets)
 
 
-def load_detection(spec: str, channels: int | None = None) -> Dataset:
+def detection_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str,
+                          channels: int | None = None) -> Dataset:
     """Images with boxes: ``boxes`` ``(N, 4)`` or ``(N, M, 4)`` (NaN rows pad), ``box_labels`` ``(N,)`` or ``(N, M)``."""
-    path, source = _npz_path(spec)
-    arrays, digest = load_npz(path)
-    base = _from_arrays({k: v for k, v in arrays.items() if k not in ("labels",)}, digest, source, channels)
+    base = images_from_arrays({k: v for k, v in arrays.items() if k not in ("labels",)}, digest, source, channels)
     n = len(base)
     if "boxes" not in arrays:
         return base  # no ground truth: consensus only

@@ -763,7 +763,8 @@ def _draw_mosaic(fig: Figure, region, frames, spec: PlotSpec, metric: str, color
 
 
 def plot_error_maps(maps: Mapping[str, np.ndarray], labels: Sequence[str], models: Sequence[str], sample: int,
-                    image: np.ndarray | None, out_dir: Path, stem: str, title: str = "") -> list[Path]:
+                    image: np.ndarray | None, out_dir: Path, stem: str, title: str = "",
+                    label: str = "endpoint error (px)") -> list[Path]:
     """Per-pixel error maps of one sample over the orbit, per model: ``maps[model]`` is ``(G, H, W)``.
 
     Up to 16 elements are drawn (evenly spaced when the orbit is longer), 4 per row, each
@@ -795,8 +796,8 @@ def plot_error_maps(maps: Mapping[str, np.ndarray], labels: Sequence[str], model
             axes.append(ax)
         axes[-len(pick)].set_ylabel(model, fontsize=8, color=model_colors(list(models))[model])
     sm = ScalarMappable(norm=Normalize(0.0, vmax), cmap="magma")
-    fig.colorbar(sm, ax=axes, shrink=0.85, label="endpoint error (px)")
-    fig.suptitle(f"per-pixel endpoint error \u2014 {title} \u2014 sample {sample}", fontsize=10)
+    fig.colorbar(sm, ax=axes, shrink=0.85, label=label)
+    fig.suptitle(f"per-pixel {label.split(' (')[0]} \u2014 {title} \u2014 sample {sample}", fontsize=10)
     return save_figure(fig, out_dir, stem)
 
 

@@ -28,14 +28,16 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def chunk_samples(n_samples: int, batch_size: int) -> int:
+def chunk_samples(n_samples: int, batch_size: int, max_samples: int | None = None) -> int:
     """Samples per chunk of the whole run (as :func:`nero_cli.core.chunk_sizes` chooses them)."""
-    return max(1, min(n_samples, batch_size))
+    from .core import chunk_sizes
+
+    return chunk_sizes(n_samples, 1, batch_size, max_samples)[0]
 
 
-def shard_positions(n_samples: int, batch_size: int, i: int, n: int) -> np.ndarray:
+def shard_positions(n_samples: int, batch_size: int, i: int, n: int, max_samples: int | None = None) -> np.ndarray:
     """Positions of shard ``i`` of ``n``: a contiguous block of whole chunks."""
-    per = chunk_samples(n_samples, batch_size)
+    per = chunk_samples(n_samples, batch_size, max_samples)
     starts = np.arange(0, n_samples, per)
     if len(starts) < n:
         raise OptionError(f"{n} shards but only {len(starts)} chunk(s) of {per} samples; use fewer shards or a smaller "

@@ -1,22 +1,31 @@
-"""Aggregates computed from the tidy results table only.
+"""Aggregates of the tidy results table, computed through the metric registry.
 
 - :func:`aggregate`: the aggregate NERO curves (``summary.csv``): per model, group,
   element and class subset, the mean of each metric.
-- :func:`summarise`: per model and group, the scalar summary (``summary.json``).
+- :func:`block_stats` / :func:`summarise`: per model and group, the running sums of every
+  metric (:class:`~nero_cli.measures.BlockStats`) and the summary (``summary.json``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
+from .measures import BlockStats
+from .tasks import TaskRecord
+
 KEYS = ["model", "group", "element"]
+#: Samples per update of the running sums (fixed, so every run folds them in the same order).
+STATS_CHUNK = 256
 
 
-def _with_accuracy(table: pd.DataFrame) -> pd.DataFrame:
-    return table.assign(accuracy=table["correct"].astype(np.float64)) if "correct" in table else table
+def with_metrics(table: pd.DataFrame, task: TaskRecord) -> pd.DataFrame:
+    """The table with a float column per metric whose source column has another name (``accuracy``)."""
+    extra = {m.name: table[m.column].astype(np.float64) for m in task.metrics
+             if m.column != m.name and m.column in table}
+    return table.assign(**extra) if extra else table
 
 
 def _class_column(table: pd.DataFrame, class_names: list[str] | None) -> pd.Series:
@@ -32,11 +41,11 @@ def _class_column(table: pd.DataFrame, class_names: list[str] | None) -> pd.Seri
     return ids.astype(str)
 
 
-def aggregate(table: pd.DataFrame, param_columns: list[str], metrics: dict[str, bool],
+def aggregate(table: pd.DataFrame, param_columns: list[str], task: TaskRecord,
               class_names: list[str] | None = None, per_class: bool = True) -> pd.DataFrame:
     """The mean of each metric per model × group × element × class subset ("all" = every sample)."""
-    t = _with_accuracy(table)
-    metric_cols = [c for c in metrics if c in t]
+    t = with_metrics(table, task)
+    metric_cols = [m.name for m in task.metrics if m.name in t]
     firsts = {c: (c, "first") for c in param_columns}
     spec = {**firsts, "n": ("sample", "size"), **{m: (m, "mean") for m in metric_cols}}
     parts = [t.groupby(KEYS, sort=False).agg(**spec).reset_index().assign(**{"class": "all"})]
@@ -49,57 +58,44 @@ def aggregate(table: pd.DataFrame, param_columns: list[str], metrics: dict[str, 
     return out[order]
 
 
-def summary_directions(metrics: dict[str, bool], primary: str) -> dict[str, bool]:
-    """Every summary.json metric with whether higher is better (the gate reads this)."""
-    out: dict[str, bool] = {}
-    for m, higher in metrics.items():
-        if m == "equivariance_error":
-            continue
-        out[m] = higher
-        out[f"orbit_{m}"] = higher
-        out[f"worst_{m}"] = higher
-    if "accuracy" in metrics:
-        out["worst_case_accuracy"] = True
-    if "confidence" in metrics:
-        out["mean_confidence"] = True
-    out["equivariance_error"] = False
-    out["max_equivariance_error"] = False
-    out["orbit_spread"] = False
-    return out
+def blocks(table: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """``(model, group, rows)`` per block, rows sample-major (sample, then element)."""
+    for (model, group), t in table.groupby(["model", "group"], sort=False):
+        yield str(model), str(group), t.sort_values(["sample", "element"], kind="stable")
 
 
-def summarise(table: pd.DataFrame, metrics: dict[str, bool], primary: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per model and group, for each metric ``m``: ``m`` at the identity, ``orbit_m`` (mean over
-    the orbit) and ``worst_m`` (the worst element of the aggregate curve); the mean and max
-    equivariance error; ``orbit_spread``, max minus min of the aggregate curve of ``primary``.
-    With labels: ``worst_case_accuracy``, the share of samples correct at every element."""
-    t_all = _with_accuracy(table)
+def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = None) -> BlockStats:
+    """Running sums of every metric of one sample-major block, folded :data:`STATS_CHUNK` samples at
+    a time (``weights``: one per sample, for the bootstrap)."""
+    g = int(t["element"].nunique())
+    ident = int(t.loc[t["identity"].to_numpy(dtype=bool), "element"].iloc[0])
+    cols = {m.column: t[m.column].to_numpy() for m in task.metrics}
+    stats = BlockStats(g, ident)
+    n = len(t) // g
+    for s0 in range(0, n, STATS_CHUNK):
+        s1 = min(n, s0 + STATS_CHUNK)
+        part = {c: v[s0 * g : s1 * g] for c, v in cols.items()}
+        stats.update(part, task.metrics, None if weights is None else weights[s0:s1])
+    return stats
+
+
+def summarise(table: pd.DataFrame, task: TaskRecord) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per model and group: ``n_samples``, ``n_elements`` and every summary key of the task
+    (see :attr:`TaskRecord.summary_keys` for the formulas)."""
+    keys = task.summary_keys
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for (model, group), t in t_all.groupby(["model", "group"], sort=False):
-        ident = t[t["identity"]]
-        curves = t.groupby("element", sort=True)[[m for m in metrics if m in t]].mean()
-        row: dict[str, Any] = {"n_samples": int(t["sample"].nunique()), "n_elements": int(t["element"].nunique())}
-        for m, higher in metrics.items():
-            if m == "equivariance_error" or m not in t:
-                continue
-            row[m] = float(ident[m].mean())
-            row[f"orbit_{m}"] = float(t[m].mean())
-            row[f"worst_{m}"] = float(curves[m].min() if higher else curves[m].max())
-        if "correct" in t:
-            row["worst_case_accuracy"] = float(t.groupby("sample", sort=True)["correct"].all().mean())
-        if "confidence" in t:
-            row["mean_confidence"] = float(t["confidence"].mean())
-        row["equivariance_error"] = float(t["equivariance_error"].mean())
-        row["max_equivariance_error"] = float(t["equivariance_error"].max())
-        row["orbit_spread"] = float(curves[primary].max() - curves[primary].min())
-        out.setdefault(str(model), {})[str(group)] = row
+    for model, group, t in blocks(table):
+        st = block_stats(t, task)
+        row: dict[str, Any] = {"n_samples": st.samples, "n_elements": st.n_elements, **st.compute(keys)}
+        out.setdefault(model, {})[group] = row
     return out
 
 
 def rank_samples(table: pd.DataFrame, how: str = "worst", k: int = 3, by: str = "confidence",
                  higher_is_better: bool = True) -> list[int]:
     """Sample ids ranked by the mean of ``by`` over every model and orbit ("worst" first, or "best")."""
-    means = _with_accuracy(table).groupby("sample", sort=True)[by].mean()
+    t = table.assign(**{by: table[by].astype(np.float64)})
+    means = t.groupby("sample", sort=True)[by].mean()
     ascending = (how == "worst") == higher_is_better
     ranked = means.sort_values(ascending=ascending, kind="stable")
     return [int(s) for s in ranked.index[:k]]

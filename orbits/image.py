@@ -10,98 +10,22 @@ flips) are applied by index gathering and are exact; the rest are resampled with
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .groups import Group
+from .planar import centre as _centre
+from .planar import rotation_matrices, transform_points
 
 Tensor = torch.Tensor
-
-#: Builders of the matrices, by group name: (group, elements (G, P), (H, W)) -> (G, 3, 3).
-MATRIX_BUILDERS: dict[str, Callable[[Group, Tensor, tuple[int, int]], Tensor]] = {}
-
-
-def _centre(size: tuple[int, int]) -> tuple[float, float]:
-    h, w = size
-    return (w - 1) / 2.0, (h - 1) / 2.0
-
-
-def _about_centre(linear: Tensor, size: tuple[int, int]) -> Tensor:
-    """``T(c) · L · T(-c)`` for a batch of 2×2 linear maps ``L``: the map acts about the centre."""
-    cx, cy = _centre(size)
-    g = linear.shape[0]
-    m = torch.zeros(g, 3, 3, dtype=torch.float64)
-    m[:, :2, :2] = linear
-    c = torch.tensor([cx, cy], dtype=torch.float64)
-    m[:, :2, 2] = c - linear @ c
-    m[:, 2, 2] = 1.0
-    return m
-
-
-def rotation_matrices(angles_deg: Tensor, size: tuple[int, int]) -> Tensor:
-    """Counter-clockwise as displayed (y axis down) about the image centre."""
-    theta = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float64))
-    # Snap cos/sin of multiples of 90 degrees to exact 0/±1 so they are recognised as exact.
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    cos = torch.where(cos.abs() < 1e-12, torch.zeros_like(cos), cos)
-    sin = torch.where(sin.abs() < 1e-12, torch.zeros_like(sin), sin)
-    lin = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
-    return _about_centre(lin, size)
-
-
-def _rotation(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
-    return rotation_matrices(elements[:, 0], size)
-
-
-def _shift(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
-    g = elements.shape[0]
-    m = torch.eye(3, dtype=torch.float64).repeat(g, 1, 1)
-    m[:, 0, 2] = elements[:, 0]
-    m[:, 1, 2] = elements[:, 1]
-    return m
-
-
-def _scale(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
-    s = elements[:, 0]
-    lin = torch.zeros(len(s), 2, 2, dtype=torch.float64)
-    lin[:, 0, 0] = s
-    lin[:, 1, 1] = s
-    return _about_centre(lin, size)
-
-
-def _d4(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
-    """Quarter turns (counter-clockwise as displayed) after an optional horizontal flip."""
-    k, flip = elements[:, 0], elements[:, 1]
-    rot = rotation_matrices(90.0 * k, size)[:, :2, :2]
-    fx = torch.diag_embed(torch.stack([1 - 2 * flip, torch.ones_like(flip)], -1))
-    return _about_centre(rot @ fx, size)
-
-
-def _perspective(group: Group, elements: Tensor, size: tuple[int, int]) -> Tensor:
-    """``K R K⁻¹``: the image seen by a camera rotated by ``R`` (pinhole, focal = image diagonal)."""
-    from .groups import quat_matrix
-
-    h, w = size
-    cx, cy = _centre(size)
-    f = math.hypot(h, w)
-    k = torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
-    m = k @ quat_matrix(elements) @ torch.linalg.inv(k)
-    return m / m[:, 2:3, 2:3]
-
-
-MATRIX_BUILDERS.update({"rotation": _rotation, "shift": _shift, "scale": _scale, "d4": _d4, "d4t": _d4,
-                        "perspective": _perspective})
 
 
 def planar_matrices(group: Group, size: tuple[int, int], elements: Tensor | None = None) -> Tensor:
     """The ``(G, 3, 3)`` float64 matrices of ``group``'s elements for images of ``size`` (H, W)."""
-    if group.name not in MATRIX_BUILDERS:
-        raise ValueError(f"group '{group.name}' does not act on images")
     els = group.elements if elements is None else torch.as_tensor(elements, dtype=torch.float64).reshape(-1, len(group.param_names))
-    return MATRIX_BUILDERS[group.name](group, els, size)
+    return group.planar(els, (int(size[0]), int(size[1])))
 
 
 def _exact_index(inv: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor] | None:
@@ -284,13 +208,4 @@ class ImageAction:
         return self._cache[key]
 
 
-def transform_points(matrices: Tensor, points: Tensor) -> Tensor:
-    """Apply ``(G, 3, 3)`` matrices to ``(..., 2)`` pixel coordinates: ``(G, ..., 2)``."""
-    pts = torch.as_tensor(points, dtype=torch.float64)
-    ones = torch.ones(*pts.shape[:-1], 1, dtype=torch.float64)
-    hom = torch.cat([pts, ones], -1)
-    out = torch.einsum("gij,...j->g...i", matrices.to(torch.float64), hom)
-    return out[..., :2] / out[..., 2:3]
-
-
-__all__ = ["ImageAction", "MATRIX_BUILDERS", "planar_matrices", "rotation_matrices", "transform_points"]
+__all__ = ["ImageAction", "planar_matrices", "rotation_matrices", "transform_points"]

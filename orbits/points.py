@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .groups import SO3Grid
+from .so3 import SO3Grid
 
 Tensor = torch.Tensor
 

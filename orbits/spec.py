@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from .groups import D4, D4T, Group, Option, Perspective, Rotation, Scale, Shift, Viewpoint
+from .fields import FrameAction
+from .groups import D4, D4T, Group, Option, Rotation, Scale, Shift
+from .image import ImageAction
+from .outputs import OutputType, make_output
+from .points import PointAction
+from .so3 import Perspective, Viewpoint
 
 #: Options of the image action shared by the planar groups.
 IMAGE_ACTION_OPTIONS: tuple[Option, ...] = (
@@ -23,20 +28,30 @@ IMAGE_ACTION_OPTIONS: tuple[Option, ...] = (
 )
 
 
+#: Input actions by kind: how an element moves a model's input.
+INPUT_ACTIONS: dict[str, Callable[..., Any]] = {"image": ImageAction, "frames": FrameAction, "points": PointAction}
+PLANAR_INPUTS = ("image", "frames")
+
+
 @dataclass(frozen=True)
 class GroupEntry:
+    """A registered group: its class, the options of its actions and the inputs it acts on."""
+
     cls: type[Group]
     action_options: tuple[Option, ...] = ()
     #: Whether the grid depends on the input size (the default shift extent does).
     needs_size: bool = False
+    #: Kinds of :data:`INPUT_ACTIONS` the group acts on.
+    inputs: tuple[str, ...] = PLANAR_INPUTS
 
 
 REGISTRY: dict[str, GroupEntry] = {}
 
 
-def register(cls: type[Group], action_options: tuple[Option, ...] = (), needs_size: bool = False) -> None:
+def register(cls: type[Group], action_options: tuple[Option, ...] = (), needs_size: bool = False,
+             inputs: tuple[str, ...] = PLANAR_INPUTS) -> None:
     """Add a group to the registry under ``cls.name``."""
-    REGISTRY[cls.name] = GroupEntry(cls, action_options, needs_size)
+    REGISTRY[cls.name] = GroupEntry(cls, action_options, needs_size, inputs)
 
 
 register(Rotation, IMAGE_ACTION_OPTIONS)
@@ -44,8 +59,8 @@ register(Shift, IMAGE_ACTION_OPTIONS, needs_size=True)
 register(Scale, IMAGE_ACTION_OPTIONS)
 register(D4)
 register(D4T)
-register(Perspective, IMAGE_ACTION_OPTIONS)
-register(Viewpoint)
+register(Perspective, IMAGE_ACTION_OPTIONS, inputs=("image",))
+register(Viewpoint, inputs=("points",))
 
 
 class SpecError(ValueError):
@@ -74,6 +89,22 @@ class OrbitSpec:
             return base
         body = ",".join(f"{k}={v}" for k, v in extra.items())
         return f"{base}{',' if ':' in base else ':'}{body}"
+
+    def input_action(self, kind: str, size: tuple[int, int] | None = None) -> Any:
+        """The action of this grid on inputs of ``kind`` (``image``, ``frames``, ``points``)."""
+        entry = REGISTRY[self.name]
+        if kind not in entry.inputs:
+            raise SpecError(f"group {self.name!r} does not act on {kind} inputs")
+        if kind == "points":
+            return INPUT_ACTIONS[kind](self.group)
+        return INPUT_ACTIONS[kind](self.group, size, **self.action)
+
+    def output_type(self, kind: str, size: tuple[int, int] | None = None) -> OutputType:
+        """The output type ``kind`` (see :mod:`orbits.outputs`) under this grid, with the action's options."""
+        try:
+            return make_output(kind, self.group, size, **self.action)
+        except ValueError as exc:
+            raise SpecError(f"{self.name}: {exc}") from None
 
 
 def _suggest(word: str, choices: list[str]) -> str:

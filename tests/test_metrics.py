@@ -9,7 +9,10 @@ import torch
 
 from nero_cli import metrics
 from nero_cli.summary import aggregate, rank_samples, summarise
-from nero_cli.tasks import Chunk, Classification
+from nero_cli.tasks import TASKS, Chunk
+from nero_cli.tasks.base import scored_columns
+
+CLS = TASKS["classification"]
 
 
 def test_total_variation_hand_computed():
@@ -38,8 +41,8 @@ def test_classification_score_columns():
         [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]],   # identity
         [[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]],   # element 1
     ]))
-    chunk = Chunk(identity=0, reference="labels", labels=torch.tensor([0, 2]), targets={}, action=None, spec=None)
-    cols = Classification().score(logits, chunk)
+    chunk = Chunk(identity=0, reference="labels", labels=torch.tensor([0, 2]), targets={}, output=None, spec=None)
+    cols = scored_columns(CLS, CLS.score(logits, chunk))
     # rows are sample-major: (s0,e0), (s0,e1), (s1,e0), (s1,e1)
     assert cols["prediction"].tolist() == [0, 1, 2, 2]
     assert cols["correct"].tolist() == [True, False, True, True]
@@ -61,7 +64,7 @@ def _toy_table():
 
 
 def test_summary_hand_computed():
-    s = summarise(_toy_table(), Classification.metrics, "confidence")["m"]["rotation"]
+    s = summarise(_toy_table(), CLS)["m"]["rotation"]
     assert s["accuracy"] == 1.0
     assert s["orbit_accuracy"] == pytest.approx(5 / 6)
     assert s["worst_case_accuracy"] == 0.5  # sample 0 fails at 240
@@ -73,7 +76,7 @@ def test_summary_hand_computed():
 
 
 def test_aggregate_all_and_per_class():
-    agg = aggregate(_toy_table(), ["angle"], Classification.metrics, class_names=["zero", "one"])
+    agg = aggregate(_toy_table(), ["angle"], CLS, class_names=["zero", "one"])
     all_rows = agg[agg["class"] == "all"].sort_values("element")
     assert all_rows["confidence"].tolist() == pytest.approx([0.85, 0.7, 0.5])
     assert all_rows["accuracy"].tolist() == pytest.approx([1.0, 1.0, 0.5])

@@ -38,9 +38,7 @@ def test_group_laws_on_grid(group):
 
 
 def image_groups():
-    from orbits.image import MATRIX_BUILDERS
-
-    return [g for g in all_groups() if g.name in MATRIX_BUILDERS]
+    return [g for g in all_groups() if g.is_planar]
 
 
 @pytest.mark.parametrize("group", image_groups(), ids=lambda g: g.name)

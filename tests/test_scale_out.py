@@ -73,7 +73,8 @@ def test_torchrun_two_processes_equal_one(tmp_path):
 def test_batch_size_auto_backs_off_on_out_of_memory():
     import torch
 
-    from nero_cli.run import AUTO_BATCH_SIZES, prepare, resolve_batch_size
+    from nero_cli.prepare import prepare, resolve_batch_size
+    from nero_cli.runner import AUTO_BATCH_SIZES
 
     class Greedy(torch.nn.Module):
         """Runs out of memory above 128 inputs."""

@@ -16,7 +16,7 @@ from nero_cli import metrics
 from nero_cli.cli import app
 from orbits.boxes import map_boxes
 from orbits.fields import FrameAction, VectorFieldAction
-from orbits.groups import quat_matrix
+from orbits.so3 import quat_matrix
 
 runner = CliRunner()
 FIX = Path(__file__).parent / "fixtures" / "equivariant_models.py"

@@ -1,0 +1,186 @@
+"""The one model runner: every call nero makes to a user's model goes through :class:`ModelRunner`.
+
+It applies the input normalisation, the device, channels-last and CUDA autocast, and turns a
+failing forward pass into one ModelError line. The sweep, doctor, the batch-size autotuner,
+the run-time estimate, the repeatability probe and the per-pixel error maps all use it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .errors import ModelError, OptionError, first_line
+from .models import LoadedModel
+
+LONG_RUN_SECONDS = 3600.0
+AUTO_BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise OptionError(f"--device must be auto, cpu or cuda[:N], got '{device}'") from None
+
+
+class ModelRunner:
+    """Call one loaded model the way nero always calls it.
+
+    ``normalize`` ``(means, stds)`` overrides the model's own (sidecar) normalisation; both
+    apply to image inputs ``(N, C, H, W)`` only.
+    """
+
+    def __init__(self, model: LoadedModel, device: str | torch.device = "cpu",
+                 normalize: tuple[list[float], list[float]] | None = None, *, amp: bool = False,
+                 channels_last: bool = False):
+        self.model = model
+        self.device = resolve_device(device)
+        self.amp, self.channels_last = amp, channels_last
+        self.normalize = norm = normalize or model.meta.normalize
+        self.norm = None
+        if norm is not None:
+            mean = torch.tensor(norm[0], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+            std = torch.tensor(norm[1], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+            if (std <= 0).any():
+                raise OptionError(f"normalisation std must be positive, got {norm[1]}")
+            self.norm = (mean, std)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The tensor the model actually receives: on the device, normalised, in its memory format."""
+        x = x.to(self.device)
+        if self.norm is not None:
+            mean, std = self.norm
+            if x.ndim != 4:
+                raise OptionError("--normalize applies to image inputs (N, C, H, W) only")
+            if mean.shape[1] not in (1, x.shape[1]):
+                raise OptionError(f"normalisation has {mean.shape[1]} channel(s), the images have {x.shape[1]}")
+            x = (x - mean) / std
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def raw(self, x: torch.Tensor) -> Any:
+        """The model's output on ``x`` as prepared by :meth:`prepare`, exceptions untouched."""
+        if self.amp and x.is_cuda:
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                out = self.model.module(x)
+            return out.float() if isinstance(out, torch.Tensor) else out
+        return self.model.module(x)
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        """The model's output on ``x``; a failure becomes one ModelError line."""
+        x = self.prepare(x)
+        try:
+            return self.raw(x)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's model failed on our input
+            raise ModelError(f"model {self.name}: forward failed on input of shape {tuple(x.shape)} "
+                             f"({exc.__class__.__name__}: {first_line(exc)}); see the task's input contract in "
+                             "'nero evaluate --help'") from None
+
+    def orbit(self, x: torch.Tensor, action: Callable[[torch.Tensor, Sequence[int]], torch.Tensor], n_elements: int,
+              per_pass: int, prepare: Callable[[Any, int, str], torch.Tensor],
+              progress: Callable[[int], None] | None = None) -> torch.Tensor:
+        """Outputs ``(G, B, ...)`` on every element of the orbit of ``x`` ``(B, ...)``, ``per_pass``
+        elements per forward pass, each checked by the task's ``prepare``."""
+        b = x.shape[0]
+        outs = []
+        with torch.inference_mode():
+            for e0 in range(0, n_elements, per_pass):
+                idx = list(range(e0, min(n_elements, e0 + per_pass)))
+                xb = action(x, idx)
+                out = prepare(self(xb.reshape(len(idx) * b, *xb.shape[2:])), len(idx) * b, self.name)
+                outs.append(out.reshape(len(idx), b, *out.shape[1:]))
+                if progress:
+                    progress(len(idx) * b)
+        return torch.cat(outs, 0)
+
+
+def _tensor(v: Any) -> torch.Tensor | None:
+    return v if isinstance(v, torch.Tensor) else None
+
+
+def repeatability_warnings(runners: Sequence[ModelRunner], x: torch.Tensor) -> list[str]:
+    """Warn about models whose outputs differ between two identical calls (dropout left active,
+    random ops): their NERO plots mix the symmetry with noise."""
+    out = []
+    for r in runners:
+        try:
+            with torch.inference_mode():
+                a, b = _tensor(r(x)), _tensor(r(x))
+        except Exception:  # noqa: BLE001 - the sweep reports a failing model with its own message
+            continue
+        if a is not None and b is not None and a.shape == b.shape and not torch.equal(a, b):
+            diff = float((a.float() - b.float()).abs().max())
+            out.append(f"model {r.name}: outputs differ between two identical calls (max difference {diff:.3g}); "
+                       "dropout or another random layer is active, so results are not reproducible")
+    return out
+
+
+def seconds_per_input(runners: Sequence[ModelRunner], one: torch.Tensor, batch: int) -> float:
+    """Seconds per input of all models together, from one timed pass of ``batch`` copies of
+    ``one`` after a warm-up (0 for a model that fails: the sweep reports it properly)."""
+    x = one.expand(batch, *one.shape[1:]).contiguous()
+    total = 0.0
+    for r in runners:
+        with torch.inference_mode():
+            try:
+                r(x)  # warm-up
+                t = time.perf_counter()
+                r(x)
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                total += (time.perf_counter() - t) / batch
+            except ModelError:
+                continue
+    return total
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(exc).lower()
+
+
+def autotune_batch_size(runners: Sequence[ModelRunner], one: torch.Tensor) -> int:
+    """Time one forward pass of every model at each size of :data:`AUTO_BATCH_SIZES` and keep
+    the fastest per input; a size that runs out of memory ends the search (the previous size is kept)."""
+    best, best_rate = AUTO_BATCH_SIZES[0], 0.0
+    for size in AUTO_BATCH_SIZES:
+        x = one.expand(size, *one.shape[1:]).contiguous()
+        try:
+            with torch.inference_mode():
+                for r in runners:
+                    r.raw(r.prepare(x))  # warm-up
+                t = time.perf_counter()
+                for r in runners:
+                    r.raw(r.prepare(x))
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                rate = size / max(time.perf_counter() - t, 1e-9)
+        except Exception as exc:  # noqa: BLE001
+            if _is_oom(exc):
+                if x.is_cuda:
+                    torch.cuda.empty_cache()
+                break  # back off: keep the largest size that fitted
+            raise
+        if rate > best_rate * 1.05:  # a larger batch must be clearly faster to win
+            best, best_rate = size, rate
+    return best
+
+
+__all__ = ["ModelRunner", "resolve_device", "repeatability_warnings", "seconds_per_input", "autotune_batch_size",
+           "LONG_RUN_SECONDS", "AUTO_BATCH_SIZES"]

@@ -1,0 +1,155 @@
+"""A task is a record: what the model takes and returns, how its output transforms, and what is measured.
+
+Adding a task is one module in this package that builds a :class:`TaskRecord`, one line in
+``tasks/__init__.py`` that registers it, and a data loader in :mod:`nero_cli.data`. Gate,
+report, doctor, plots and the CLI read the record and need no edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from orbits import OrbitSpec
+from orbits.outputs import OutputType
+
+from .. import data as _data
+from ..errors import ModelError
+from ..measures import Column, Metric, SummaryKey, summary_keys
+
+
+@dataclass
+class Chunk:
+    """What a task needs to score one chunk of samples over the whole orbit."""
+
+    identity: int
+    reference: str  # "labels" or "consensus"
+    labels: torch.Tensor | None
+    targets: dict[str, torch.Tensor]
+    output: OutputType
+    spec: OrbitSpec
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def valid(self, device: torch.device) -> torch.Tensor | None:
+        """``(G, H, W)`` region where pulled-back outputs saw the image, or None."""
+        return self.output.valid(range(len(self.spec.group)), device)
+
+
+Score = Callable[[torch.Tensor, Chunk], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """Everything nero knows about a task, as data."""
+
+    name: str
+    doc: str
+    #: Input contract, one line (shown by --help, doctor and shape errors).
+    contract: str
+    #: Kind of input action (``image``, ``frames``, ``points``) and output type (see :mod:`orbits.outputs`).
+    input_kind: str
+    output: str
+    #: ``(arrays, digest, source, channels) -> Dataset``: inputs and truth from arrays, as in an ``.npz``.
+    arrays: Callable[[dict, str, str, int | None], Any]
+    #: ``(raw model output, n, model name) -> tensor``: checks the output contract.
+    prepare: Callable[[Any, int, str], torch.Tensor]
+    #: ``(pulled-back outputs (G, B, ...), chunk) -> context`` read by the columns' row functions.
+    score: Score
+    #: Every results column after the parameter columns, in order (metrics among them).
+    columns: tuple[Column, ...]
+    #: Summarised metrics, in summary order; the first plot metric is the primary metric.
+    metrics: tuple[Metric, ...]
+    plot_metrics: tuple[str, ...]
+    groups: tuple[str, ...]
+    default_groups: tuple[str, ...]
+    #: Example input shapes (per sample) that doctor tries when a model records none.
+    probe_shapes: tuple[tuple[int, ...], ...]
+    #: summary.json keys shown in the closing table of ``nero evaluate``.
+    table_columns: tuple[str, ...]
+    #: Name of the ground truth (``labels`` or a key of ``Dataset.targets``).
+    truth: str = "labels"
+    #: The ``.npz`` key of the inputs.
+    input_key: str = "images"
+    #: ``(spec, channels) -> Dataset`` for ``--data`` forms beyond ``.npz`` (image folders); default: ``.npz`` only.
+    load: Callable[[str, int | None], Any] | None = None
+    #: ``(first outputs, data, model name)``: checks that need outputs (labels within the classes).
+    check: Callable[[torch.Tensor, Any, str], None] | None = None
+    #: ``(pulled-back outputs, chunk) -> (G, B, H, W)`` per-pixel error maps, for the mosaic plots.
+    pixel_map: Callable[[torch.Tensor, Chunk], torch.Tensor] | None = None
+    pixel_map_label: str = ""
+    #: Samples per chunk at most (dense outputs are large).
+    max_chunk_samples: int | None = None
+    #: ``input (C, H, W) or (P, 3) -> thumbnail`` for plots and the report.
+    thumbnail: Callable[[np.ndarray], np.ndarray] = lambda x: x
+
+    @property
+    def primary(self) -> str:
+        return self.plot_metrics[0]
+
+    @property
+    def summary_keys(self) -> dict[str, SummaryKey]:
+        return summary_keys(self.metrics, self.primary)
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"task {self.name} has no metric {name!r}")
+
+    def load_data(self, spec: str, channels: int | None = None) -> Any:
+        """``--data`` (a path or ``sample:NAME``) as a Dataset."""
+        if self.load is not None:
+            return self.load(spec, channels)
+        return _data.load_task_npz(spec, self.input_key, self.arrays, channels)
+
+    def has_truth(self, data: Any) -> bool:
+        return data.labels is not None if self.truth == "labels" else self.truth in data.targets
+
+    def make_action(self, spec: OrbitSpec, data: Any) -> Any:
+        return spec.input_action(self.input_kind, data.size if self.input_kind != "points" else None)
+
+    def make_output(self, spec: OrbitSpec, data: Any) -> OutputType:
+        return spec.output_type(self.output, data.size if self.input_kind != "points" else None)
+
+
+def rows(t: torch.Tensor) -> np.ndarray:
+    """``(G, B)`` -> ``B * G`` values, sample-major (the table's row order)."""
+    return t.transpose(0, 1).reshape(-1).cpu().numpy()
+
+
+def as_tensor_output(out: Any, model_name: str, what: str) -> torch.Tensor:
+    """The tensor in a model's output (a tensor, ``{"logits": ...}``, ``.logits`` or a tuple's first)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict) and "logits" in out:
+        return out["logits"]
+    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
+        return out.logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise ModelError(f"model {model_name}: returned {type(out).__name__}, expected {what}")
+
+
+def checked(out: torch.Tensor, task: str, model_name: str, n: int, ndim: int, expected: str,
+            channels: tuple[int, int] | None = None, what: str = "outputs") -> torch.Tensor:
+    """``out`` unchanged if it has ``ndim`` dims, ``n`` rows (and ``out.shape[dim] == size`` for
+    ``channels=(dim, size)``) and only finite values; a one-line ModelError otherwise."""
+    bad_channels = channels is not None and (out.ndim <= channels[0] or out.shape[channels[0]] != channels[1])
+    if out.ndim != ndim or out.shape[0] != n or bad_channels:
+        raise ModelError(f"model {model_name}: output shape {tuple(out.shape)} does not fit {task}; expected {expected}")
+    if not torch.isfinite(out).all():
+        raise ModelError(f"model {model_name}: returned NaN or inf {what}; check the model and the input normalisation")
+    return out
+
+
+def scored_columns(task: TaskRecord, context: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every column of ``task`` from one chunk's scoring context, as sample-major arrays."""
+    return {c.name: rows(c.row(context)) for c in task.columns}
+
+
+def first_frame(x: np.ndarray) -> np.ndarray:
+    """Frame 1 of a frame pair ``(2C, H, W)``."""
+    return x[: x.shape[0] // 2]

@@ -1,0 +1,189 @@
+"""SO(3) grids: unit-quaternion elements, perspective tilts of images and viewpoints of point clouds."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from . import planar as _planar
+from .groups import Group, Option, _arange_inclusive, _fmt
+
+Tensor = torch.Tensor
+
+
+
+
+def quat_mul(a: Tensor, b: Tensor) -> Tensor:
+    """Hamilton product of quaternions ``(w, x, y, z)``; ``R(a*b) = R(a) R(b)``."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([
+        aw * bw - ax * bx - ay * by - az * bz,
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+    ], -1)
+
+
+def axis_angle_quat(axis: Tensor, angle_deg: Tensor) -> Tensor:
+    """Unit quaternions for rotations by ``angle_deg`` (right-handed) about unit ``axis`` (…, 3)."""
+    half = torch.deg2rad(torch.as_tensor(angle_deg, dtype=torch.float64)) / 2
+    axis = torch.as_tensor(axis, dtype=torch.float64)
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    return torch.cat([torch.cos(half)[..., None], torch.sin(half)[..., None] * axis], -1)
+
+
+def quat_matrix(q: Tensor) -> Tensor:
+    """Rotation matrices ``(…, 3, 3)`` of unit quaternions ``(…, 4)``."""
+    q = torch.as_tensor(q, dtype=torch.float64)
+    q = q / q.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+class SO3Grid(Group):
+    """A grid on SO(3); elements are unit quaternions ``(qw, qx, qy, qz)``, ``q ~ −q``."""
+
+    param_names = ("qw", "qx", "qy", "qz")
+
+    def __init__(self, elements: Tensor, coords: dict[str, list], settings: dict[str, Any] | None = None):
+        super().__init__(elements, settings)
+        self.coords = coords  # the grid's own coordinates per element, for tables and plots
+
+    def identity(self) -> Tensor:
+        return torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+
+    def _compose(self, a: Tensor, b: Tensor) -> Tensor:
+        return quat_mul(a, b)
+
+    def _inverse(self, a: Tensor) -> Tensor:
+        return a * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64)
+
+    def _canonical(self, a: Tensor) -> Tensor:
+        a = a / a.norm(dim=-1, keepdim=True)
+        return torch.where(a[..., :1] < 0, -a, a)
+
+    def equal(self, a: Tensor, b: Tensor, atol: float = 1e-9) -> Tensor:
+        a = torch.as_tensor(a, dtype=torch.float64)
+        b = torch.as_tensor(b, dtype=torch.float64)
+        dot = (a * b).sum(-1).abs()
+        return (1 - dot) <= atol
+
+    def matrices(self, elements: Tensor | None = None) -> Tensor:
+        return quat_matrix(self.elements if elements is None else elements)
+
+    def columns(self) -> dict[str, list]:
+        return {**self.coords, **super().columns()}
+
+    def with_identity(self) -> "Group":
+        if self.identity_index is not None:
+            return self
+        new = super().with_identity()
+        new.coords = {k: [*v, self._identity_coord(k)] for k, v in self.coords.items()}
+        return new
+
+    def _identity_coord(self, key: str) -> Any:
+        return 0.0
+
+    def labels(self) -> list[str]:
+        keys = list(self.coords)
+        return [",".join(f"{k}={_fmt(self.coords[k][i])}" for k in keys) for i in range(len(self))]
+
+
+class Perspective(SO3Grid):
+    """A virtual camera tilt: yaw about the image's vertical axis, then pitch about its horizontal axis.
+
+    Element = R_y(yaw) · R_x(pitch) in camera coordinates (x right, y down, z forward).
+    """
+
+    name = "perspective"
+    summary = "camera tilt by yaw and pitch (degrees) as a homography, focal length = image diagonal"
+    plot_kind = "heatmap"
+    plot_params = ("yaw", "pitch")
+    options = (
+        Option("extent", float, 30.0, "largest |yaw| and |pitch| (degrees)"),
+        Option("step", float, 5.0, "grid step (degrees)"),
+    )
+
+    @classmethod
+    def from_options(cls, extent: float = 30.0, step: float = 5.0) -> "Perspective":
+        if not 0 <= extent < 90:
+            raise ValueError(f"extent must be in [0, 90) degrees, got {extent:g}")
+        values = _arange_inclusive(-extent, extent, step)
+        gp, gy = torch.meshgrid(values, values, indexing="ij")  # pitch-major, yaw fastest
+        yaw, pitch = gy.flatten(), gp.flatten()
+        qy = axis_angle_quat(torch.tensor([0.0, 1.0, 0.0]).expand(len(yaw), 3), yaw)
+        qx = axis_angle_quat(torch.tensor([1.0, 0.0, 0.0]).expand(len(pitch), 3), pitch)
+        q = quat_mul(qy, qx)
+        return cls(q, {"yaw": yaw.tolist(), "pitch": pitch.tolist()}, {"extent": extent, "step": step})
+
+    def planar(self, elements: Tensor, size: tuple[int, int]) -> Tensor:
+        """``K R K⁻¹``: the image seen by a camera rotated by ``R`` (pinhole, focal = image diagonal)."""
+        return _planar.camera_rotation_matrices(quat_matrix(elements), size)
+
+
+class Viewpoint(SO3Grid):
+    """Rotations of 3-D point clouds on two grids.
+
+    ``grid=planes`` (NERO's layout): rotation axes lying in the xy, xz or yz plane, at
+    axis angles ``0..360-axis_step``, times rotation angles ``0..180`` step ``rot_step``.
+    ``grid=sphere``: ``axes`` rotation axes spread evenly over the sphere (Fibonacci
+    lattice), times rotation angles ``rot_step..180`` step ``rot_step``, plus the identity.
+    """
+
+    name = "viewpoint"
+    summary = "3-D rotations of point clouds: axis in a coordinate plane (planes) or over the sphere"
+    options = (
+        Option("grid", str, "planes", "planes (three disks) or sphere (Fibonacci axes)", ("planes", "sphere")),
+        Option("axis_step", float, 5.0, "planes: step of the axis angle (degrees)"),
+        Option("rot_step", float, 15.0, "rotation-angle step (degrees), up to 180"),
+        Option("axes", int, 64, "sphere: number of rotation axes"),
+    )
+
+    @classmethod
+    def from_options(cls, grid: str = "planes", axis_step: float = 5.0, rot_step: float = 15.0, axes: int = 64) -> "Viewpoint":
+        if rot_step <= 0 or axis_step <= 0:
+            raise ValueError("axis_step and rot_step must be positive")
+        if grid == "planes":
+            axis_angles = _arange_inclusive(0.0, 360.0 - axis_step, axis_step)
+            rot_angles = _arange_inclusive(0.0, 180.0, rot_step)
+            planes, aa, ra, axs = [], [], [], []
+            for plane, (i, j) in (("xy", (0, 1)), ("xz", (0, 2)), ("yz", (1, 2))):
+                for a in axis_angles.tolist():
+                    axis = [0.0, 0.0, 0.0]
+                    axis[i], axis[j] = math.cos(math.radians(a)), math.sin(math.radians(a))
+                    for r in rot_angles.tolist():
+                        planes.append(plane)
+                        aa.append(a)
+                        ra.append(r)
+                        axs.append(axis)
+            q = axis_angle_quat(torch.tensor(axs), torch.tensor(ra))
+            coords = {"plane": planes, "axis_angle": aa, "rot_angle": ra}
+            settings = {"grid": grid, "axis_step": axis_step, "rot_step": rot_step}
+            new = cls(q, coords, settings)
+            new.plot_kind = "disks"
+            new.plot_params = ("plane", "axis_angle", "rot_angle")
+            return new
+        if axes < 1:
+            raise ValueError(f"axes must be at least 1, got {axes}")
+        i = torch.arange(axes, dtype=torch.float64) + 0.5
+        lat = torch.asin(1 - 2 * i / axes)  # equal-area in z
+        lon = torch.remainder(i * math.pi * (3 - math.sqrt(5)), 2 * math.pi) - math.pi
+        axis = torch.stack([torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)], -1)
+        rot_angles = _arange_inclusive(rot_step, 180.0, rot_step)
+        ax = axis.repeat_interleave(len(rot_angles), 0)
+        ra = rot_angles.repeat(axes)
+        q = torch.cat([torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=torch.float64), axis_angle_quat(ax, ra)], 0)
+        coords = {"axis_lon": [0.0] + torch.rad2deg(lon).repeat_interleave(len(rot_angles)).tolist(),
+                  "axis_lat": [90.0] + torch.rad2deg(lat).repeat_interleave(len(rot_angles)).tolist(),
+                  "rot_angle": [0.0] + ra.tolist()}
+        new = cls(q, coords, {"grid": grid, "rot_step": rot_step, "axes": axes})
+        new.plot_kind = "sphere"
+        new.plot_params = ("axis_lon", "axis_lat", "rot_angle")
+        return new
