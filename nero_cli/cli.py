@@ -1,7 +1,8 @@
 """The ``nero`` command line: a thin typer shell over importable functions.
 
-Heavy imports (torch, pandas, matplotlib) happen inside the commands so that
-``nero --help`` is instant. User mistakes print one line on stderr and exit 2;
+Each command only parses its options and forwards to a domain function; the domain
+module is imported inside the command (the only imports inside functions in nero), so
+that ``nero --help`` is instant. User mistakes print one line on stderr and exit 2;
 ``NERO_DEBUG=1`` shows the traceback instead.
 """
 
@@ -61,26 +62,6 @@ def _guard(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(70) from None
 
 
-class _Bar:
-    """A rich progress bar on stderr: models × samples × elements, rate and ETA."""
-
-    def __init__(self, total: int, label: str = "evaluating"):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                           TimeRemainingColumn(), console=_stderr_console(), transient=False)
-        self._p.start()
-        self._task = self._p.add_task(label, total=total, rate="")
-
-    def advance(self, n: int) -> None:
-        speed = self._p.tasks[0].speed
-        self._p.update(self._task, advance=n, rate=f"{speed:,.0f} inputs/s" if speed else "")
-
-    def close(self) -> None:
-        self._p.stop()
-
-
 def _split(values: Optional[List[str]]) -> list[str]:
     out: list[str] = []
     for v in values or []:
@@ -94,7 +75,7 @@ def evaluate(
     data: str = typer.Option(..., "--data", "-d", help=".npz (images, labels), an ImageFolder directory, or sample:mnist500."),
     group: List[str] = typer.Option(..., "--group", "-g", help="Orbit spec NAME[:key=value,...], e.g. rotation:step=15; repeatable. See 'nero list groups'."),
     out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
-    task: Optional[str] = typer.Option(None, "--task", help="classification, detection, flow or pointcloud (default: from the model's sidecar JSON, else classification)."),
+    task: Optional[str] = typer.Option(None, "--task", help="A task from 'nero list tasks' (default: from the model's sidecar JSON, else classification)."),
     weights: Optional[List[str]] = typer.Option(None, "--weights", help="State dict (.pt/.pth weights_only, or .safetensors) for each factory model, in order."),
     meta: Optional[List[str]] = typer.Option(None, "--meta", help="Sidecar JSON for each model, in order (default MODEL.json beside the checkpoint)."),
     name: Optional[List[str]] = typer.Option(None, "--name", help="Display name for each model, in order (default: file stem)."),
@@ -109,7 +90,7 @@ def evaluate(
     channels_last: bool = typer.Option(False, "--channels-last", help="Channels-last memory format for image models (often faster on GPUs and recent CPUs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     seed: int = typer.Option(0, "--seed", help="Random seed (recorded in run.json)."),
-    plot_metric: Optional[str] = typer.Option(None, "--plot-metric", help="classification: confidence (default), accuracy, equivariance_error; detection: iou, confidence, conf_iou, accuracy, f1, equivariance_error; flow: aee, rmse, equivariance_error."),
+    plot_metric: Optional[str] = typer.Option(None, "--plot-metric", help="A metric of the task to plot (default: its primary metric; see 'nero list metrics')."),
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="detection: predictions counted for precision/recall/F1."),
     plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots: worst:K, best:K (by mean confidence), ids like 3,17, or none."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only (CSV, JSON), no plots."),
@@ -124,27 +105,23 @@ def evaluate(
     """Evaluate models over transformation orbits; write NERO plots, CSV and JSON to a run directory."""
 
     def work() -> None:
+        from . import console
         from .run import evaluate_run
 
         result = evaluate_run(
             models, data, group, out, task=task, weights=weights or [], meta=meta or [], names=name or [],
             trust_checkpoint=trust_checkpoint, normalize=normalize, reference=reference, limit=limit,
             classes=_split(classes), batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
-            score_threshold=score_threshold,
-            plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite, cache=not no_cache,
-            resume=resume, yes=yes, shard=shard, amp=amp, compile=compile_, channels_last=channels_last, command=["nero", *sys.argv[1:]],
-            progress_factory=None if quiet else _Bar,
+            score_threshold=score_threshold, plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite,
+            cache=not no_cache, resume=resume, yes=yes, shard=shard, amp=amp, compile=compile_,
+            channels_last=channels_last, command=["nero", *sys.argv[1:]], progress_factory=None if quiet else console.Bar,
         )
-        import os as _os
-
-        if _os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
             return
         for w in result.warnings:
-            from rich.markup import escape
-
-            _stderr_console().print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
+            console.warn(w)
         if not quiet:
-            _print_summary(result)
+            console.print_summary(result)
         if gate:
             from .gate import gate_after_evaluate
 
@@ -153,27 +130,6 @@ def evaluate(
                 raise typer.Exit(code)
 
     _guard(work)
-
-
-def _print_summary(result: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from .tasks import get_task
-
-    t = Table(title=f"NERO summary: {result.summary['task']}, {result.summary['n_samples']} samples, "
-                    f"reference {result.summary['reference']}")
-    cols = list(get_task(result.summary["task"]).table_columns)
-    t.add_column("model")
-    t.add_column("group")
-    for c in cols:
-        t.add_column(c.replace("_", " "), justify="right")
-    for model, groups in result.summary["metrics"].items():
-        for grp, m in groups.items():
-            t.add_row(model, grp, *(f"{m[c]:.4f}" if c in m else "-" for c in cols))
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(t)
-    console.print(f"Run written to [bold]{result.out}[/bold] ({len(result.plots)} plot files in plots/)")
 
 
 @app.command()
@@ -188,12 +144,13 @@ def merge(
     """Merge the shards of one sweep (nero evaluate --shard i/n) into one complete run."""
 
     def work() -> None:
+        from .console import print_summary
         from .run import merge_runs
 
         result = merge_runs(run_dirs, out, overwrite=overwrite, plots=not no_plots, plot_samples=plot_samples,
                             command=["nero", *sys.argv[1:]])
         if not quiet:
-            _print_summary(result)
+            print_summary(result)
 
     _guard(work)
 
@@ -203,24 +160,9 @@ def list_samples() -> None:
     """The bundled sample models and data sets (use as sample:NAME)."""
 
     def work() -> None:
-        from rich.console import Console
-        from rich.table import Table
+        from .console import print_samples
 
-        import sample_models
-
-        t = Table(title="Sample models (MODEL = sample:NAME)")
-        for c in ("name", "task", "input", "description"):
-            t.add_column(c)
-        for m in sample_models.SAMPLE_MODELS.values():
-            t.add_row(m.name, m.task, "x".join(map(str, m.input_shape)), m.description)
-        d = Table(title="Sample data (--data sample:NAME)")
-        d.add_column("name")
-        d.add_column("description")
-        for s in sample_models.SAMPLE_DATA.values():
-            d.add_row(s.name, s.description)
-        console = Console()
-        console.print(t)
-        console.print(d)
+        print_samples()
 
     _guard(work)
 
@@ -230,31 +172,41 @@ def list_groups() -> None:
     """Every transformation group with its spec keys and defaults."""
 
     def work() -> None:
-        from rich.console import Console
-        from rich.table import Table
+        from .console import print_groups
 
-        from orbits import describe_groups
-
-        console = Console()
-        for g in describe_groups():
-            t = Table(title=f"{g['name']}: {g['summary']} (plot: {g['plot']})", title_justify="left")
-            t.add_column("key")
-            t.add_column("default")
-            t.add_column("meaning")
-            for k in g["keys"]:
-                choices = f" ({'|'.join(k['choices'])})" if k["choices"] else ""
-                default = "auto" if k["default"] is None else str(k["default"])
-                t.add_row(k["key"], default, k["help"] + choices)
-            console.print(t)
-        console.print("Spec syntax: NAME[:key=value,...], e.g. rotation:step=15,mask=circle")
+        print_groups()
 
     _guard(work)
 
 
-from .gate import add_command as _add_gate  # noqa: E402  (light modules: heavy imports live in the commands)
+@list_app.command("tasks")
+def list_tasks() -> None:
+    """Every task: its input contract, output type, groups and metrics."""
+
+    def work() -> None:
+        from .console import print_tasks
+
+        print_tasks()
+
+    _guard(work)
+
+
+@list_app.command("metrics")
+def list_metrics(task: Optional[str] = typer.Argument(None, help="Only this task.")) -> None:
+    """Every results column and summary.json key, with its unit, direction and formula."""
+
+    def work() -> None:
+        from .console import print_metrics
+
+        print_metrics(task)
+
+    _guard(work)
+
+
+from .gate_cli import add_command as _add_gate  # noqa: E402  (light modules: heavy imports live in the commands)
 from .report import add_command as _add_report  # noqa: E402
 
-from .doctor import add_command as _add_doctor  # noqa: E402
+from .doctor_cli import add_command as _add_doctor  # noqa: E402
 
 _add_gate(app, _guard)
 _add_report(app, _guard)

@@ -113,58 +113,60 @@ class Stats:
     """Running sums of one metric over one model × group block of ``G`` orbit elements.
 
     ``elem_sum[g] = Σ_s w_s m[s, g]``, ``weight = Σ_s w_s``, ``all_sum = Σ_s w_s [m[s, ·] all true]``,
-    ``max`` and ``min`` over rows with ``w_s > 0``.
+    ``max`` and ``min`` over rows with ``w_s > 0``. With a weight matrix ``(R, S)`` (R bootstrap
+    resamples) every sum gains a leading axis of R, and :meth:`compute` returns R values.
     """
 
     elem_sum: np.ndarray
-    weight: float = 0.0
-    all_sum: float = 0.0
-    max: float = -np.inf
-    min: float = np.inf
+    weight: Any = 0.0
+    all_sum: Any = 0.0
+    max: Any = -np.inf
+    min: Any = np.inf
 
     @classmethod
     def empty(cls, n_elements: int) -> "Stats":
         return cls(np.zeros(n_elements, dtype=np.float64))
 
     def update(self, rows: np.ndarray, weights: np.ndarray | None = None) -> "Stats":
-        """Add per-sample rows ``(S, G)`` (sample-major), each sample weighted by ``weights``."""
+        """Add per-sample rows ``(S, G)`` (sample-major), weighted by ``weights`` ``(S,)`` or ``(R, S)``."""
         rows = np.asarray(rows, dtype=np.float64)
         w = np.ones(len(rows)) if weights is None else np.asarray(weights, dtype=np.float64)
         self.elem_sum = self.elem_sum + w @ rows
-        self.weight += float(w.sum())
-        self.all_sum += float(w @ (rows != 0).all(axis=1))
-        used = rows[w > 0]
-        if used.size:
-            self.max = max(self.max, float(used.max()))
-            self.min = min(self.min, float(used.min()))
+        self.weight = self.weight + w.sum(-1)
+        self.all_sum = self.all_sum + w @ (rows != 0).all(axis=1)
+        if rows.size:
+            used = w > 0
+            self.max = np.maximum(self.max, np.where(used, rows.max(1), -np.inf).max(-1))
+            self.min = np.minimum(self.min, np.where(used, rows.min(1), np.inf).min(-1))
         return self
 
     def merge(self, other: "Stats") -> "Stats":
         """The state of both blocks together (running sums add)."""
         return Stats(self.elem_sum + other.elem_sum, self.weight + other.weight, self.all_sum + other.all_sum,
-                     max(self.max, other.max), min(self.min, other.min))
+                     np.maximum(self.max, other.max), np.minimum(self.min, other.min))
 
     def curve(self) -> np.ndarray:
-        return self.elem_sum / self.weight
+        return self.elem_sum / np.asarray(self.weight)[..., None]
 
-    def compute(self, reduction: str, identity: int, higher: bool) -> float:
-        if self.weight <= 0:
-            return float("nan")
-        if reduction == "identity":
-            return float(self.elem_sum[identity] / self.weight)
-        if reduction == "orbit":
-            return float(self.elem_sum.sum() / (self.weight * len(self.elem_sum)))
-        if reduction == "worst":
-            c = self.curve()
-            return float(c.min() if higher else c.max())
-        if reduction == "all":
-            return float(self.all_sum / self.weight)
-        if reduction == "max":
-            return float(self.max)
-        if reduction == "spread":
-            c = self.curve()
-            return float(c.max() - c.min())
-        raise KeyError(f"unknown reduction {reduction!r}")
+    def compute(self, reduction: str, identity: int, higher: bool) -> Any:
+        """One reduction: a float, or ``(R,)`` values for a weight matrix (NaN where nothing is weighted)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weight = np.asarray(self.weight, dtype=np.float64)
+            if reduction == "identity":
+                out = self.elem_sum[..., identity] / weight
+            elif reduction == "orbit":
+                out = self.elem_sum.sum(-1) / (weight * self.elem_sum.shape[-1])
+            elif reduction in ("worst", "spread"):
+                c = self.curve()
+                out = (c.max(-1) - c.min(-1)) if reduction == "spread" else (c.min(-1) if higher else c.max(-1))
+            elif reduction == "all":
+                out = self.all_sum / weight
+            elif reduction == "max":
+                out = np.asarray(self.max, dtype=np.float64)
+            else:
+                raise KeyError(f"unknown reduction {reduction!r}")
+            out = np.where(weight > 0, out, np.nan)
+        return float(out) if np.ndim(out) == 0 else out
 
 
 @dataclass
@@ -178,7 +180,8 @@ class BlockStats:
 
     def update(self, rows: Mapping[str, np.ndarray], metrics: tuple[Metric, ...],
                weights: np.ndarray | None = None) -> "BlockStats":
-        """``rows[column]``: values of a whole number of samples, sample-major (``S * G``)."""
+        """``rows[column]``: values of a whole number of samples, sample-major (``S * G``);
+        ``weights``: ``(S,)`` or ``(R, S)`` per sample."""
         for m in metrics:
             vals = np.asarray(rows[m.column], dtype=np.float64).reshape(-1, self.n_elements)
             self.stats.setdefault(m.name, Stats.empty(self.n_elements)).update(vals, weights)
@@ -193,7 +196,8 @@ class BlockStats:
             out.stats[k] = a.merge(b) if a is not None and b is not None else (a or b)  # type: ignore[assignment]
         return out
 
-    def compute(self, keys: Mapping[str, SummaryKey]) -> dict[str, float]:
+    def compute(self, keys: Mapping[str, SummaryKey]) -> dict[str, Any]:
+        """Every summary key (floats, or ``(R,)`` arrays after weighted updates with R resamples)."""
         out = {}
         for key, sk in keys.items():
             st = self.stats.get(sk.metric.name)

@@ -66,7 +66,7 @@ def blocks(table: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
 
 def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = None) -> BlockStats:
     """Running sums of every metric of one sample-major block, folded :data:`STATS_CHUNK` samples at
-    a time (``weights``: one per sample, for the bootstrap)."""
+    a time (``weights``: ``(S,)``, or ``(R, S)`` for R bootstrap resamples at once)."""
     g = int(t["element"].nunique())
     ident = int(t.loc[t["identity"].to_numpy(dtype=bool), "element"].iloc[0])
     cols = {m.column: t[m.column].to_numpy() for m in task.metrics}
@@ -75,7 +75,7 @@ def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = 
     for s0 in range(0, n, STATS_CHUNK):
         s1 = min(n, s0 + STATS_CHUNK)
         part = {c: v[s0 * g : s1 * g] for c, v in cols.items()}
-        stats.update(part, task.metrics, None if weights is None else weights[s0:s1])
+        stats.update(part, task.metrics, None if weights is None else weights[..., s0:s1])
     return stats
 
 

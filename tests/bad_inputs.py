@@ -117,7 +117,7 @@ CASES: list[tuple[str, list[str], list[str], str, int]] = [
     ("zero step", [], [M, "-d", D, "-g", "rotation:step=0"], "step must be positive", 2),
     ("negative step", [], [M, "-d", D, "-g", "scale:step=-0.1"], "step must be positive", 2),
     ("orbit that would take hours", [], [M, "-d", D, "-g", "shift:extent=300,step=1", "--limit", "500"], "--yes", 2),
-    ("unknown task", [], [M, "-d", D, "-g", G, "--task", "segmentation"], "unknown task", 2),
+    ("unknown task", [], [M, "-d", D, "-g", G, "--task", "captioning"], "unknown task", 2),
     ("bad batch size", [], [M, "-d", D, "-g", G, "--batch-size", "0"], "--batch-size must be positive", 2),
 ]
 

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 import sample_models
 from nero_cli import doctor as doctor_mod
 from nero_cli.cli import _guard
-from nero_cli.doctor import Finding, add_command, doctor, exit_code
+from nero_cli.doctor import Finding, doctor, exit_code
+from nero_cli.doctor_checks import rotation_finding
+from nero_cli.doctor_cli import add_command
 from nero_cli.errors import ModelError, NeroError, OptionError
 from nero_cli.models import sha256_file
 
@@ -197,7 +199,7 @@ def test_odd_size_input_warns_about_rotations():
 
 
 def test_rotation_exactness_by_size():
-    square, same_parity, mixed = (doctor_mod._rotation_finding(s) for s in ((1, 28, 28), (1, 29, 27), (1, 28, 29)))
+    square, same_parity, mixed = (rotation_finding(s) for s in ((1, 28, 28), (1, 29, 27), (1, 28, 29)))
     assert square.status == "ok"
     assert same_parity.status == "warn" and "cropped" in same_parity.message
     assert all(same_parity.details["exact"].values())
@@ -242,7 +244,7 @@ def test_flow_sample():
 @pytest.mark.parametrize("args, needle, code", [
     (["sample:mnist-cnn", "--input-shape", "1,28"], "C,H,W", 2),
     (["sample:mnist-cnn", "--input-shape", "a,b,c"], "integers", 2),
-    (["sample:mnist-cnn", "--task", "segmentation"], "unknown task", 2),
+    (["sample:mnist-cnn", "--task", "depth"], "unknown task", 2),
     (["sample:no-such-model"], "no such sample model", ModelError.exit_code),
     (["missing.pt"], "not found", ModelError.exit_code),
 ])
