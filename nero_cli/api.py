@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -26,6 +26,8 @@ class Result:
     table: pd.DataFrame
     summary: dict[str, Any]
     aggregate: pd.DataFrame
+    #: The groups' parameter columns of ``table`` (``angle``, ``dx``, ``dy`` ...).
+    param_columns: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.table, self.summary))
@@ -72,4 +74,4 @@ def evaluate(models: Any, data: Any, groups: str | Sequence[str], *, task: str |
     p = prepare(models, data, groups, task=task, weights=weights, names=names, trust_checkpoint=trust_checkpoint,
                 normalize=normalize, limit=limit, classes=classes, device=device)
     ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed, score_threshold=score_threshold)
-    return Result(ev.table, summary, agg)
+    return Result(ev.table, summary, agg, ev.param_columns)

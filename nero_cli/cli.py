@@ -155,56 +155,41 @@ def merge(
     _guard(work)
 
 
+def _list(printer: str, *args: Any) -> None:
+    def work() -> None:
+        from . import console
+
+        getattr(console, printer)(*args)
+
+    _guard(work)
+
+
 @list_app.command("samples")
 def list_samples() -> None:
     """The bundled sample models and data sets (use as sample:NAME)."""
-
-    def work() -> None:
-        from .console import print_samples
-
-        print_samples()
-
-    _guard(work)
+    _list("print_samples")
 
 
 @list_app.command("groups")
 def list_groups() -> None:
     """Every transformation group with its spec keys and defaults."""
-
-    def work() -> None:
-        from .console import print_groups
-
-        print_groups()
-
-    _guard(work)
+    _list("print_groups")
 
 
 @list_app.command("tasks")
 def list_tasks() -> None:
     """Every task: its input contract, output type, groups and metrics."""
-
-    def work() -> None:
-        from .console import print_tasks
-
-        print_tasks()
-
-    _guard(work)
+    _list("print_tasks")
 
 
 @list_app.command("metrics")
 def list_metrics(task: Optional[str] = typer.Argument(None, help="Only this task.")) -> None:
     """Every results column and summary.json key, with its unit, direction and formula."""
-
-    def work() -> None:
-        from .console import print_metrics
-
-        print_metrics(task)
-
-    _guard(work)
+    _list("print_metrics", task)
 
 
 from .gate_cli import add_command as _add_gate  # noqa: E402  (light modules: heavy imports live in the commands)
-from .report import add_command as _add_report  # noqa: E402
+from .report_cli import add_command as _add_report  # noqa: E402
 
 from .doctor_cli import add_command as _add_doctor  # noqa: E402
 

@@ -152,11 +152,37 @@ def _fail_stage(stage: _Stage, exc: BaseException) -> None:
     raise exc
 
 
-def _check_estimate(p: Prepared, batch_size: int, ranks: tuple[int, int] | None) -> None:
-    n_inputs, seconds = estimate_seconds(p, batch_size)
-    if seconds > LONG_RUN_SECONDS * (ranks[1] if ranks else 1):
-        raise OptionError(f"this sweep runs {n_inputs:,} inputs, about {_duration(seconds)} here; add --yes to run it, "
-                          "or use a coarser grid (a larger step) or --limit")
+def _staged(stage: _Stage | None, work: Callable[[], Any]) -> Any:
+    """``work()``; on failure or interruption the stage keeps its finished chunks (see :func:`_fail_stage`)."""
+    try:
+        return work()
+    except BaseException as exc:
+        if stage is None:
+            raise
+        _fail_stage(stage, exc)
+
+
+def _split_mode(shard: str | None) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``--shard i/n`` and torchrun's ``(rank, world)``; at most one of them."""
+    part = parse_shard(shard) if shard else None
+    ranks = distributed()
+    if ranks and part:
+        raise OptionError("--shard and torchrun split the work two ways; use one of them")
+    return part, ranks
+
+
+def _checked_batch_size(p: Prepared, batch_size: int | str, amp: bool, yes: bool,
+                        ranks: tuple[int, int] | None) -> int:
+    """The batch size, after refusing a sweep estimated over an hour (unless ``yes``)."""
+    size = resolve_batch_size(p, batch_size)
+    if amp and p.device.type != "cuda":
+        p.warnings.append("--amp has no effect on the CPU (autocast is used on CUDA only)")
+    if not yes:
+        n_inputs, seconds = estimate_seconds(p, size)
+        if seconds > LONG_RUN_SECONDS * (ranks[1] if ranks else 1):
+            raise OptionError(f"this sweep runs {n_inputs:,} inputs, about {_duration(seconds)} here; add --yes to "
+                              "run it, or use a coarser grid (a larger step) or --limit")
+    return size
 
 
 def _sweep_key(p: Prepared, reference: str, batch_size: int, seed: int, score_threshold: float, amp: bool,
@@ -165,6 +191,40 @@ def _sweep_key(p: Prepared, reference: str, batch_size: int, seed: int, score_th
             "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
             "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
             "score_threshold": score_threshold, "device": str(p.device), "amp": amp, "channels_last": channels_last}
+
+
+def _split_samples(p: Prepared, batch_size: int, split: tuple[int, int] | None) -> int | None:
+    """Keep shard ``i`` of ``n`` of the samples in ``p`` (whole chunks of the whole run); its chunk size."""
+    if not split:
+        return None
+    whole, (i, n) = p.dataset, split
+    p.dataset = whole.subset(shard_positions(len(whole), batch_size, i, n, p.task.max_chunk_samples))
+    return chunk_samples(len(whole), batch_size, p.task.max_chunk_samples)
+
+
+def _gather(p: Prepared, ev: Evaluation, ranks: tuple[int, int], whole: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """torchrun: every rank's rows to rank 0, in the single-process order; rank 0 gets the tables back."""
+    pieces = gather_tables(ev.table, *ranks)
+    if ranks[0] != 0:
+        finish_distributed()
+        return pd.DataFrame(), {}
+    p.dataset = whole
+    ev.table = canonical_order(pd.concat(pieces, ignore_index=True), [m.name for m in p.models],
+                               [pl.label for pl in ev.plans])
+    out = tabulate(p, ev)
+    finish_distributed()
+    return out
+
+
+def _provenance(p: Prepared, ev: Evaluation, groups: list[str], settings: dict[str, Any], store: Cache | None,
+                stage: _Stage | None, ranks: tuple[int, int] | None) -> dict[str, Any]:
+    """The options (as given, for ``nero merge`` and reruns), cache and process counts of run.json."""
+    options = {"models": [m.source for m in p.models], "data": p.dataset.source, "groups": groups,
+               "task": p.task.name, "normalize": p.normalize, "reference": ev.reference, "device": str(p.device),
+               "plot_metric": p.plot_metric, **settings}
+    return {"options": options, "cache": {"hits": store.hits, "misses": store.misses} if store else None,
+            "resumed_chunks": stage.chunks.hits if stage and stage.chunks else 0,
+            "processes": ranks[1] if ranks else 1}
 
 
 def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: Path, *,
@@ -194,60 +254,35 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     started = _dt.datetime.now(_dt.timezone.utc)
     out = Path(out)
     wanted = parse_plot_samples(plot_samples)
-    part = parse_shard(shard) if shard else None
-    ranks = distributed()
-    if ranks and part:
-        raise OptionError("--shard and torchrun split the work two ways; use one of them")
+    part, ranks = _split_mode(shard)
     lead = ranks is None or ranks[0] == 0
     if lead:
         check_out_dir(out, overwrite)
     p = prepare(models, data, groups, task=task, weights=weights, meta=meta, names=names,
                 trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit, classes=classes,
                 device=device, plot_metric=plot_metric, compile=compile, channels_last=channels_last, amp=amp)
-    batch_size = resolve_batch_size(p, batch_size)
-    if amp and p.device.type != "cuda":
-        p.warnings.append("--amp has no effect on the CPU (autocast is used on CUDA only)")
-    if not yes:
-        _check_estimate(p, batch_size, ranks)
+    batch_size = _checked_batch_size(p, batch_size, amp, yes, ranks)
     key_parts = _sweep_key(p, reference, batch_size, seed, score_threshold, amp, channels_last)
     sweep = make_key(key_parts)  # the whole run, before any sharding
-    whole, per_chunk = p.dataset, None
-    if part or ranks:
-        i, n = part or ranks  # type: ignore[misc]
-        per_chunk = chunk_samples(len(whole), batch_size, p.task.max_chunk_samples)
-        p.dataset = whole.subset(shard_positions(len(whole), batch_size, i, n, p.task.max_chunk_samples))
+    whole = p.dataset
+    per_chunk = _split_samples(p, batch_size, part or ranks)
     config = make_key({**key_parts, "index": p.dataset.index.tolist()})
     store = Cache(cache_dir) if cache else None
     stage = _open_stage(out, config, resume, started) if lead else None
-    try:
-        ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed,
-                                   score_threshold=score_threshold, cache=store,
-                                   chunks=stage.chunks if stage else None, chunk_samples=per_chunk,
-                                   progress_factory=progress_factory if lead else None)
-    except BaseException as exc:
-        if stage is None:
-            raise
-        _fail_stage(stage, exc)
+    ev, agg, summary = _staged(stage, lambda: compute(
+        p, reference=reference, batch_size=batch_size, seed=seed, score_threshold=score_threshold, cache=store,
+        chunks=stage.chunks if stage else None, chunk_samples=per_chunk,
+        progress_factory=progress_factory if lead else None))
     if ranks:  # torchrun: rank 0 gathers every rank's rows and writes the run
-        pieces = gather_tables(ev.table, *ranks)
         if not lead:
-            finish_distributed()
+            _gather(p, ev, ranks, whole)
             return RunResult(out=out, table=ev.table, aggregate=agg, summary=summary, warnings=p.warnings)
-        p.dataset = whole
-        ev.table = canonical_order(pd.concat(pieces, ignore_index=True), [m.name for m in p.models],
-                                   [pl.label for pl in ev.plans])
-        agg, summary = tabulate(p, ev)
-        finish_distributed()
-    options = {"models": [m.source for m in p.models], "data": p.dataset.source, "groups": list(groups),
-               "task": p.task.name, "weights": list(weights), "meta": list(meta), "names": list(names),
-               "trust_checkpoint": trust_checkpoint, "normalize": p.normalize, "reference": ev.reference,
-               "limit": limit, "classes": list(classes), "batch_size": batch_size, "device": str(p.device),
-               "seed": seed, "plot_metric": p.plot_metric, "plot_samples": plot_samples,
-               "score_threshold": score_threshold, "cache": cache, "shard": shard, "amp": amp,
-               "compile": compile, "channels_last": channels_last}
-    extra = {"options": options, "cache": {"hits": store.hits, "misses": store.misses} if store else None,
-             "resumed_chunks": stage.chunks.hits if stage and stage.chunks else 0,
-             "processes": ranks[1] if ranks else 1}
+        agg, summary = _gather(p, ev, ranks, whole)
+    settings = dict(weights=list(weights), meta=list(meta), names=list(names), trust_checkpoint=trust_checkpoint,
+                    limit=limit, classes=list(classes), batch_size=batch_size, seed=seed, plot_samples=plot_samples,
+                    score_threshold=score_threshold, cache=cache, shard=shard, amp=amp, compile=compile,
+                    channels_last=channels_last)
+    extra = _provenance(p, ev, list(groups), settings, store, stage, ranks)
     if part:
         extra["shard"] = {"index": part[0], "count": part[1], "sweep": sweep}
         save_frame(stage.tmp / "shard.npz", ev.table)  # type: ignore[union-attr]

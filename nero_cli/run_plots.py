@@ -85,7 +85,7 @@ def write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, record: 
         title = f"{label} ({info['n_elements']} elements)"
         spec = PlotSpec(group=label, kind=info["kind"], params=tuple(info["params"]), title=title)
         paths += plot_aggregate(agg[agg["group"] == label], spec, metric, models, plot_dir,
-                                stem=f"aggregate_{safe_name(label)}_{metric}")
+                                stem=f"aggregate_{safe_name(label)}_{metric}", task=task.name)
         rows = table[table["group"] == label]
         for sid in sample_ids:
             pos = int(np.nonzero(dataset.index == sid)[0][0])
@@ -97,7 +97,7 @@ def write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, record: 
                                          stem=f"sample_{sid}_{safe_name(label)}_error_maps", title=title,
                                          label=task.pixel_map_label)
             paths += plot_individual(rows, spec, metric, models, sid, thumb, plot_dir,
-                                     stem=f"sample_{sid}_{safe_name(label)}_{metric}")
+                                     stem=f"sample_{sid}_{safe_name(label)}_{metric}", task=task.name)
     return paths
 
 

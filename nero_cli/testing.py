@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .api import evaluate
+
 
 def assert_orbit_equivariant(model: Any, group: str, inputs: Any, *, tol: float = 1e-5,
                              task: str = "classification", metric: str = "equivariance_error",
@@ -24,13 +26,11 @@ def assert_orbit_equivariant(model: Any, group: str, inputs: Any, *, tol: float 
     everywhere. The failure message names the worst element, its sample and its error.
     Returns the results table on success.
     """
-    from .api import evaluate
-
-    table, _ = evaluate(model, inputs, group, task=task, reference="consensus", batch_size=batch_size, device=device)
+    result = evaluate(model, inputs, group, task=task, reference="consensus", batch_size=batch_size, device=device)
+    table = result.table
     worst = table.loc[table[metric].idxmax()]
     if worst[metric] > tol:
-        params = [c for c in table.columns if c not in ("model", "sample", "label", "group", "element", "identity")
-                  and c in _param_columns(table)]
+        params = [c for c in result.param_columns if table[c].notna().any()]
         where = ", ".join(f"{c}={worst[c]:g}" if isinstance(worst[c], float) else f"{c}={worst[c]}" for c in params)
         bad = int((table[metric] > tol).sum())
         raise AssertionError(
@@ -38,9 +38,3 @@ def assert_orbit_equivariant(model: Any, group: str, inputs: Any, *, tol: float 
             f"on sample {int(worst['sample'])} has {metric} {worst[metric]:.3g} > tol {tol:g}; "
             f"{bad} of {len(table)} (sample, element) pairs exceed it (mean {table[metric].mean():.3g})")
     return table
-
-
-def _param_columns(table: Any) -> list[str]:
-    known = {"angle", "dx", "dy", "scale", "yaw", "pitch", "k", "flip", "t", "plane", "axis_angle", "rot_angle",
-             "axis_lon", "axis_lat"}
-    return [c for c in table.columns if c in known and table[c].notna().any()]

@@ -201,7 +201,20 @@ def _fmt(v: Any) -> str:
 # ----------------------------------------------------------------------------------------
 
 
-class Rotation(Group):
+class _Additive(Group):
+    """A group whose law is coordinate addition (angles modulo their period): identity 0."""
+
+    def identity(self) -> Tensor:
+        return torch.zeros(len(self.param_names), dtype=torch.float64)
+
+    def _compose(self, a: Tensor, b: Tensor) -> Tensor:
+        return a + b
+
+    def _inverse(self, a: Tensor) -> Tensor:
+        return -a
+
+
+class Rotation(_Additive):
     """SO(2), the angle in degrees (counter-clockwise as displayed)."""
 
     name = "rotation"
@@ -227,20 +240,11 @@ class Rotation(Group):
         angles = _arange_inclusive(start, stop, step)
         return cls(angles[:, None], {"start": start, "stop": stop, "step": step})
 
-    def identity(self) -> Tensor:
-        return torch.zeros(1, dtype=torch.float64)
-
-    def _compose(self, a: Tensor, b: Tensor) -> Tensor:
-        return a + b
-
-    def _inverse(self, a: Tensor) -> Tensor:
-        return -a
-
     def planar(self, elements: Tensor, size: tuple[int, int]) -> Tensor:
         return _planar.rotation_matrices(elements[:, 0], size)
 
 
-class Shift(Group):
+class Shift(_Additive):
     """(R², +): a translation by ``dx`` (right) and ``dy`` (down), in pixels."""
 
     name = "shift"
@@ -273,15 +277,6 @@ class Shift(Group):
         if axis != "xy":
             settings["axis"] = axis
         return cls(elements, settings)
-
-    def identity(self) -> Tensor:
-        return torch.zeros(2, dtype=torch.float64)
-
-    def _compose(self, a: Tensor, b: Tensor) -> Tensor:
-        return a + b
-
-    def _inverse(self, a: Tensor) -> Tensor:
-        return -a
 
     def planar(self, elements: Tensor, size: tuple[int, int]) -> Tensor:
         return _planar.translation_matrices(elements[:, 0], elements[:, 1])

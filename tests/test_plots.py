@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from nero_cli import plots
-from nero_cli.plots import PlotSpec, model_colors, plot_aggregate, plot_individual
+from nero_cli.errors import OptionError
+from nero_cli.plots import PlotSpec, metric_info, model_colors, plot_aggregate, plot_error_maps, plot_individual
+from nero_cli.tasks import TASKS
 
 METRIC_COLS = ("confidence", "accuracy", "equivariance_error")
 ALL_PARAMS = ("angle", "dx", "dy", "scale", "plane", "axis_angle", "rot_angle",
@@ -251,3 +253,98 @@ def test_bypassed_spec_validation_still_raises(tmp_path):
     object.__setattr__(spec, "kind", "bogus")
     with pytest.raises(ValueError, match="unknown plot kind 'bogus'"):
         plot_aggregate(_agg("scale", ["m"], SCALE), spec, "confidence", ["m"], tmp_path)
+
+
+def test_metric_info_comes_from_the_registry():
+    for task in TASKS.values():
+        for m in task.metrics:
+            assert metric_info(m.name, task.name) == {"label": m.label, "unit": m.unit, "range": m.range,
+                                                      "higher_is_better": m.higher_is_better}
+    # Without a task: the first registered task that has the metric.
+    assert metric_info("confidence")["label"] == "confidence of reference class"
+    assert metric_info("confidence", "detection")["label"] == "confidence"
+    assert metric_info("equivariance_error")["range"] == (0.0, 1.0)
+    assert metric_info("equivariance_error", "flow")["range"] is None
+    assert metric_info("aee") == {"label": "average endpoint error (px)", "unit": "px", "range": None,
+                                  "higher_is_better": False}
+    # ``correct`` is the column accuracy reads: accuracy's entry.
+    assert metric_info("correct") == metric_info("accuracy") == metric_info("correct", "detection")
+    # Unknown names (or a metric the task does not have): the name, automatic range, higher is better.
+    fallback = {"label": "aee custom", "unit": "", "range": None, "higher_is_better": True}
+    assert metric_info("aee_custom") == fallback
+    assert metric_info("iou", "flow")["label"] == "iou"
+    with pytest.raises(OptionError, match="unknown task 'nope'"):
+        metric_info("confidence", "nope")
+
+
+def test_task_sets_label_range_and_colour_map():
+    spec, elements, models = SPECS["heatmap"]
+    agg = _agg(spec.group, models, elements)
+    agg["equivariance_error"] *= 0.1  # well inside (0, 1)
+
+    def clims_and_cmaps(fig):
+        meshes = [c for ax in fig.axes if ax.get_label() != "<colorbar>" for c in ax.collections]
+        return {m.get_clim() for m in meshes}, {m.get_cmap().name for m in meshes}
+
+    fig = plots.build_aggregate_figure(agg, spec, "equivariance_error", models)
+    assert clims_and_cmaps(fig) == ({(0.0, 1.0)}, {"viridis_r"})  # lower is better: reversed map
+    fig = plots.build_aggregate_figure(agg, spec, "equivariance_error", models, task="flow")
+    (clim,), cmaps = clims_and_cmaps(fig)  # flow's equivariance error has no fixed range
+    assert clim == (agg["equivariance_error"].min(), agg["equivariance_error"].max()) and cmaps == {"viridis_r"}
+    assert plots.build_aggregate_figure(agg, spec, "confidence", models).get_suptitle().startswith(
+        "confidence of reference class \u2014")
+    fig = plots.build_aggregate_figure(agg, spec, "confidence", models, task="detection")
+    assert fig.get_suptitle().startswith("confidence \u2014") and clims_and_cmaps(fig)[1] == {"viridis"}
+    res = _results(agg)
+    fig = plots.build_individual_figure(res, spec, "accuracy", models, 0, None, task="detection")
+    assert fig.get_suptitle().startswith("accuracy \u2014")  # read from the ``correct`` column
+    fig = plots.build_individual_figure(res, spec, "correct", models, 0, None)
+    assert fig.get_suptitle().startswith("accuracy \u2014")
+    with pytest.raises(ValueError, match="metric column 'accuracy'"):
+        plots.build_individual_figure(res, spec, "accuracy", models, 0, None, task="flow")
+
+
+def _mosaic_agg(params: tuple[str, ...], models: list[str]) -> pd.DataFrame:
+    ts = (0, 1) if "t" in params else (0,)
+    elements = [{"k": k, "flip": f, "t": t} for t in ts for f in (0, 1) for k in range(4)]
+    rows = []
+    for mi, m in enumerate(models):
+        for e, el in enumerate(elements):
+            aee = 0.5 * mi + 0.1 * e
+            rows.append({"model": m, "group": "d4", "element": e, "class": "all", "n": 9, **el, "aee": aee})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("params", [("k", "flip"), ("k", "flip", "t")])
+def test_mosaic_cells(params, tmp_path):
+    spec = PlotSpec("d4", "mosaic", params, "d4")
+    models = ["a", "b"]
+    agg = _mosaic_agg(params, models)
+    fig = plots.build_aggregate_figure(agg, spec, "aee", models, task="flow")
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in panels] == models
+    rows = 4 if len(params) == 3 else 2
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["id", "flip", "T", "flip\u00b7T"][:rows]
+    (image,) = panels[1].get_images()
+    cells = image.get_array()
+    assert cells.shape == (rows, 4) and cells[0, 0] == pytest.approx(0.5) and cells[1, 0] == pytest.approx(0.9)
+    assert image.get_clim() == (agg["aee"].min(), agg["aee"].max()) and image.get_cmap().name == "viridis_r"
+    assert len(panels[0].texts) == rows * 4
+    _check_files(plot_aggregate(agg, spec, "aee", models, tmp_path, task="flow"))
+    with pytest.raises(ValueError, match="mosaic.*needs parameter columns"):
+        PlotSpec("d4", "mosaic", ("flip", "k"))
+
+
+def test_error_maps(tmp_path):
+    models = ["a", "b", "c"]
+    maps = {m: np.full((24, 6, 5), float(i + 1)) for i, m in enumerate(models[:2])}
+    maps["a"][:, 0, 0] = np.nan
+    paths = plot_error_maps(maps, [f"e{i}" for i in range(24)], models, 3, np.zeros((3, 6, 5)), tmp_path,
+                            "maps", title="d4t")
+    assert [p.name for p in paths] == ["maps.png", "maps.svg"]
+    _check_files(paths)
+    svg = paths[1].read_text()
+    assert "per-pixel endpoint error \u2014 d4t \u2014 sample 3" in svg and "<!-- e15 -->" in svg
+    assert "<!-- e16 -->" not in svg  # at most 16 elements (evenly spaced over the orbit)
+    with pytest.raises(ValueError, match="no error maps"):
+        plot_error_maps(maps, [], ["c"], 3, None, tmp_path, "none")
