@@ -103,7 +103,15 @@ def test_report_data_overlays_models_and_embeds_samples(report, runs):
     assert [e["name"] for e in rot["entries"]] == ["mnist-cnn", "mnist-cnn-aug", "net_ep1", "net_ep5"]
     assert [e["name"] for e in views["shift"]["entries"]] == ["mnist-cnn", "mnist-cnn-aug"]
     assert rot["kind"] == "polar" and rot["n_elements"] == 8 and rot["params"]["angle"][2] == 90
+    # the parameter columns are the run record's, not every column between identity and the task's
+    assert set(rot["params"]) == {"angle"} and set(views["shift"]["params"]) == {"dx", "dy"}
+    assert views["shift"]["identity"] == 4 and views["shift"]["plotParams"] == ["dx", "dy"]
     assert rot["metrics"] == ["confidence", "accuracy", "equivariance_error"]
+    # labels, directions and the results column of each metric come from the task's metric registry
+    assert data["metricInfo"]["accuracy"] == {"label": "accuracy", "unit": "fraction", "range": [0.0, 1.0],
+                                              "higher": True, "column": "correct"}
+    assert data["metricInfo"]["equivariance_error"]["higher"] is False
+    assert data["summary"]["higher"]["orbit_spread"] is False and data["epochMetric"] == "orbit_accuracy"
     assert set(rot["classes"]) == {"all", "1", "4", "7"}
     ds = data["datasets"][rot["data"]]
     assert len(ds["samples"]) == 150 and ds["total"] == 150
@@ -175,7 +183,7 @@ def test_python_api_and_options(runs, tmp_path):
 
 
 def test_reduce_curves_degenerate_inputs():
-    from nero_cli.report import parse_reductions, reduce_curves
+    from nero_cli.report_media import parse_reductions, reduce_curves
 
     rng = np.random.default_rng(0)
     assert reduce_curves(rng.random((2, 5)), "tsne").shape == (2, 2)
@@ -192,7 +200,7 @@ def test_reduce_curves_degenerate_inputs():
 def test_other_tasks(other_reports):
     flow = page_data(other_reports["flow"])
     v = flow["views"][0]
-    assert v["kind"] == "mosaic" and v["n_elements"] == 16
+    assert v["kind"] == "mosaic" and v["n_elements"] == 16 and set(v["params"]) == {"k", "flip", "t"}
     assert v["transform"]["type"] == "image" and sum(v["transform"]["swap"]) == 8
     ds = flow["datasets"][v["data"]]
     assert len(ds["thumbs"][0]) == 2  # both frames
@@ -208,8 +216,8 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys; import nero_cli.report; "
-            "print(sorted(m for m in ('torch','pandas','matplotlib','plotly','sklearn') if m in sys.modules))")
+    code = ("import sys; import nero_cli.report_cli; "
+            "print(sorted(m for m in ('torch','pandas','numpy','matplotlib','plotly','sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -227,7 +235,7 @@ def _one_line_error(r, *needles, code=5):
 
 def test_refuses_incomplete_or_missing_runs(runs, tmp_path):
     out = tmp_path / "rep"
-    _one_line_error(run("report", tmp_path / "nope", "--out", out), "no such directory")
+    _one_line_error(run("report", tmp_path / "nope", "--out", out), "no such directory", code=2)  # a usage error
     for missing in ("summary.json", "results.csv"):
         bad = tmp_path / f"no-{missing}"
         shutil.copytree(runs["a"], bad)
