@@ -41,6 +41,7 @@ samples: $(STAMP)
 	$(PY) sample_models/build_detection.py
 	$(PY) sample_models/build_flow.py
 	$(PY) sample_models/build_pointcloud.py
+	$(PY) sample_models/build_segmentation.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

@@ -47,6 +47,7 @@ DATA_DIR = PACKAGE_DIR / "data"
 
 MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 POINTCLOUD_CLASSES: tuple[str, ...] = ("box", "sphere", "cylinder", "cone", "torus")
+SEGMENTATION_CLASSES: tuple[str, ...] = ("background", *MNIST_CLASSES)  # class k + 1 is digit k
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,16 @@ SAMPLE_MODELS: dict[str, SampleModel] = {
             factory="sample_models.flow:gradient_flow",
             weights=None,
         ),
+        SampleModel(
+            name="digitseg",
+            description="Tiny U-Net digit segmenter trained on upright digits only (no augmentation); "
+            "(N, 11, H, W) logits, class 0 background, class k + 1 digit k.",
+            task="segmentation",
+            class_names=SEGMENTATION_CLASSES,
+            input_shape=(1, 28, 28),
+            factory="sample_models.segmentation:digit_seg",
+            weights="digitseg.safetensors",
+        ),
     )
 }
 
@@ -196,6 +207,13 @@ SAMPLE_DATA: dict[str, SampleData] = {
             description="64 synthetic PIV pairs, 32x32, 16 each of uniform, shear, vortex and random smooth flow "
             "(npz: frames (64,2,32,32), ground-truth flow (64,2,32,32) in px, u right, v down).",
             file="piv64.npz",
+        ),
+        SampleData(
+            name="mnistseg200",
+            description="200 MNIST test digits: the first 20 of each class 0-9, with per-pixel masks "
+            "(npz: images uint8 (200,28,28), masks uint8 (200,28,28) 0 background / digit + 1 where ink > 0.5, "
+            "labels int64 (200,), class_names).",
+            file="mnistseg200.npz",
         ),
     )
 }
