@@ -353,3 +353,27 @@ def detection_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: st
     base.labels = torch.from_numpy(bl[:, 0].copy())
     base.targets = {"boxes": torch.from_numpy(boxes), "box_labels": torch.from_numpy(bl)}
     return base
+
+
+def segmentation_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str,
+                             channels: int | None = None) -> Dataset:
+    """Images with per-pixel class masks ``masks`` ``(N, H, W)`` (255 = ignore) and ``class_names``.
+
+    A sample's label (for per-class curves and ``--classes``) is the most frequent class in its
+    mask other than 0 (background) and 255 (ignore), or 0 when there is none.
+    """
+    base = images_from_arrays({k: v for k, v in arrays.items() if k != "labels"}, digest, source, channels)
+    if "masks" not in arrays:
+        return base  # no ground truth: consensus only
+    masks = arrays["masks"]
+    if masks.shape != (len(base), *base.size):
+        raise DataError(f"{source}: 'masks' must be (N, H, W) = {(len(base), *base.size)}, found {masks.shape}")
+    if masks.dtype.kind not in "iu" or (masks < 0).any():
+        raise DataError(f"{source}: 'masks' must hold class ids (non-negative integers, 255 = ignore), "
+                        f"found dtype {masks.dtype}")
+    m = masks.astype(np.int64)
+    counts = np.stack([(m == k).sum((1, 2)) for k in range(1, max(2, int(m[m != 255].max(initial=0)) + 1))], 1)
+    label = np.where(counts.max(1) > 0, counts.argmax(1) + 1, 0)
+    base.labels = torch.from_numpy(label.astype(np.int64))
+    base.targets = {"masks": torch.from_numpy(m)}
+    return base

@@ -14,8 +14,9 @@ from .base import Chunk, TaskRecord
 from .classification import CLASSIFICATION, POINTCLOUD
 from .detection import DETECTION
 from .flow import FLOW
+from .segmentation import SEGMENTATION
 
-TASKS: dict[str, TaskRecord] = {t.name: t for t in (CLASSIFICATION, DETECTION, FLOW, POINTCLOUD)}
+TASKS: dict[str, TaskRecord] = {t.name: t for t in (CLASSIFICATION, DETECTION, FLOW, POINTCLOUD, SEGMENTATION)}
 
 
 def get_task(name: str) -> TaskRecord:
