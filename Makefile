@@ -29,6 +29,8 @@ demo: $(STAMP)
 		--out demo-run/pointcloud --overwrite
 	$(PY) -m nero_cli evaluate sample:mnist-cnn sample:mnist-cnn-aug --data sample:mnist500 \
 		--group perspective:extent=30,step=10 --out demo-run/perspective --overwrite
+	$(PY) -m nero_cli evaluate sample:digitseg --data sample:mnistseg200 --group d4 --group rotation:step=45 \
+		--out demo-run/segmentation --overwrite
 	$(PY) -m nero_cli report demo-run/mnist --out demo-run/report --overwrite
 	@echo "Demo runs written to demo-run/*/ (plots in each plots/ folder); report: demo-run/report/report.html"
 

@@ -6,6 +6,8 @@ import glob
 import re
 from pathlib import Path
 
+from .errors import ModelError
+
 _EPOCH = re.compile(r"(?:^|[^a-z])(?:epoch|ep|step|iter|it|e|s)[-_=]?(\d+)", re.IGNORECASE)
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
@@ -37,8 +39,6 @@ def expand_models(args: list[str]) -> list[str]:
             hits = sorted(glob.glob(a))
             hits = [h for h in hits if not h.endswith(".json")]
             if not hits:
-                from .errors import ModelError
-
                 raise ModelError(f"{a}: the pattern matches no checkpoint; check the path")
             hits.sort(key=lambda h: (epoch_of(h) is None, epoch_of(h) or 0, h))
             out.extend(hits)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+
+import sample_models
 
 from .errors import DataError
 
@@ -135,8 +139,6 @@ def load_npz(path: Path, channels: int | None = None, image_key: str = "images")
     """Open an ``.npz`` with ``allow_pickle=False`` and return its arrays."""
     if not path.exists():
         raise DataError(f"{path}: data file not found; check the path")
-    import zipfile
-
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a readable .npz file (an .npz is a zip archive of arrays; save it with numpy.savez)")
     try:
@@ -171,8 +173,6 @@ def images_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, 
 
 
 def _load_folder(root: Path, channels: int | None) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
-
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root}: expected ImageFolder layout root/CLASS/*.png, found no class folders")
@@ -214,8 +214,6 @@ def _load_folder(root: Path, channels: int | None) -> Dataset:
 def load_images(spec: str, channels: int | None = None) -> Dataset:
     """Load ``--data``: an ``.npz``, an ImageFolder directory or ``sample:NAME``."""
     if spec.startswith("sample:"):
-        import sample_models
-
         key = spec.split(":", 1)[1]
         if key not in sample_models.SAMPLE_DATA:
             raise DataError(f"{spec}: no such sample data; available: {', '.join('sample:' + k for k in sample_models.SAMPLE_DATA)}")
@@ -261,8 +259,6 @@ def select(data: Dataset, classes: list[str] | None = None, limit: int | None = 
 def _npz_path(spec: str) -> tuple[Path, str]:
     """The ``.npz`` file behind ``--data`` (a path or ``sample:NAME``) and its display name."""
     if spec.startswith("sample:"):
-        import sample_models
-
         key = spec.split(":", 1)[1]
         if key not in sample_models.SAMPLE_DATA:
             raise DataError(f"{spec}: no such sample data; available: {', '.join('sample:' + k for k in sample_models.SAMPLE_DATA)}")

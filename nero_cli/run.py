@@ -25,6 +25,7 @@ from . import runrecord as rr
 from .cache import Cache, load_frame, make_key, save_frame
 from .core import Evaluation, evaluate, param_columns, plan_orbits
 from .errors import NeroError, OptionError, OutputError
+from .merge import merged_run
 from .prepare import Prepared, estimate_seconds, parse_normalize, prepare, resolve_batch_size
 from .run_plots import parse_plot_samples, write_plots
 from .runner import LONG_RUN_SECONDS
@@ -361,8 +362,6 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
     """Merge the run directories of ``--shard 0/n`` ... ``--shard n-1/n`` into one complete run,
     identical to the run a single process would have written. The shards' run records say
     everything needed: no model is loaded."""
-    from .merge import merged_run
-
     started = _dt.datetime.now(_dt.timezone.utc)
     out = Path(out)
     wanted = parse_plot_samples(plot_samples)

@@ -214,8 +214,6 @@ def _read_results(path: Path) -> pd.DataFrame:
     table["model"] = table["model"].astype(str)
     table["group"] = table["group"].astype(str)
     table["identity"] = _as_bool(table["identity"])
-    if "correct" in table:
-        table["correct"] = _as_bool(table["correct"])
     return table
 
 

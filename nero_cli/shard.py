@@ -13,7 +13,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.distributed as dist
 
+from .core import chunk_sizes
 from .errors import OptionError
 
 
@@ -30,8 +33,6 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def chunk_samples(n_samples: int, batch_size: int, max_samples: int | None = None) -> int:
     """Samples per chunk of the whole run (as :func:`nero_cli.core.chunk_sizes` chooses them)."""
-    from .core import chunk_sizes
-
     return chunk_sizes(n_samples, 1, batch_size, max_samples)[0]
 
 
@@ -61,9 +62,6 @@ def distributed() -> tuple[int, int] | None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return None
-    import torch
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("NERO_BACKEND") != "gloo" else "gloo"
         dist.init_process_group(backend=backend)
@@ -74,16 +72,12 @@ def distributed() -> tuple[int, int] | None:
 
 def gather_tables(table: pd.DataFrame, rank: int, world: int) -> list[pd.DataFrame] | None:
     """Every rank's table, in rank order, on rank 0 (None elsewhere)."""
-    import torch.distributed as dist
-
     pieces: list[Any] | None = [None] * world if rank == 0 else None
     dist.gather_object(table, pieces, dst=0)
     return pieces  # type: ignore[return-value]
 
 
 def finish_distributed() -> None:
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -57,3 +57,11 @@ def test_a_weight_matrix_computes_every_resample_at_once():
     for red in REDUCTIONS:
         one_by_one = [Stats.empty(3).update(ROWS, weights=row).compute(red, 0, True) for row in w]
         assert np.allclose(batch.compute(red, 0, True), one_by_one)
+
+
+def test_readme_documents_every_reduction_as_the_registry_does():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for r in REDUCTIONS.values():
+        assert f"| `{r.key.format(m='M')}` | {r.formula.format(m='M')} |" in readme, r.name

@@ -123,3 +123,23 @@ def test_chunking_bounds_every_forward_pass():
         parts = [shard_positions(n, b, i, k) for i in range(k)]
         assert np.concatenate(parts).tolist() == list(range(n))
         assert all(p[0] % min(n, b) == 0 for p in parts)
+
+
+def test_merge_reads_the_records_and_never_loads_a_model(tmp_path):
+    """The shards' run records say everything: merging works after the model file is gone."""
+    net = tmp_path / "net.py"
+    net.write_text("import torch\n\ndef build():\n    torch.manual_seed(0)\n"
+                   "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))\n")
+    args = [f"{net}:build", "--data", "sample:mnist500", "--limit", "40", "-g", "rotation:step=90", "--batch-size",
+            "8", "-q", "--no-cache", "--no-plots"]
+    r = runner.invoke(app, ["evaluate", *args, "--out", str(tmp_path / "whole")])
+    assert r.exit_code == 0, r.stderr
+    for i in range(2):
+        r = runner.invoke(app, ["evaluate", *args, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")])
+        assert r.exit_code == 0, r.stderr
+    net.unlink()
+    r = runner.invoke(app, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m"),
+                            "-q", "--no-plots"])
+    assert r.exit_code == 0, r.stderr
+    for f in SAME:
+        assert (tmp_path / "m" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes(), f
