@@ -41,10 +41,13 @@ def save_frame(path: Path, frame: pd.DataFrame) -> None:
         col = frame[c].to_numpy()
         arrays[f"c{i}"] = col.astype(str) if col.dtype == object else col
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # never leave a large orphan behind
+        raise
 
 
 def load_frame(path: Path) -> pd.DataFrame:
@@ -65,6 +68,8 @@ class Cache:
         self.root = Path(root) if root else default_dir()
         self.hits = 0
         self.misses = 0
+        #: The first failure to store an entry (the cache degrades to a warning, the run goes on).
+        self.warning: str | None = None
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
@@ -85,5 +90,7 @@ class Cache:
     def put(self, key: str, frame: pd.DataFrame) -> None:
         try:
             save_frame(self._path(key), frame)
-        except OSError:
-            pass  # a read-only or full cache never fails a run
+        except OSError as exc:  # a read-only or full cache never fails a run
+            if self.warning is None:
+                self.warning = (f"the result cache {self.root} cannot be written ({exc.strerror or exc}); "
+                                "results are not cached")

@@ -9,6 +9,7 @@ that ``nero --help`` is instant. User mistakes print one line on stderr and exit
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -32,8 +33,15 @@ def _stderr_console():  # noqa: ANN202
     return Console(stderr=True)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _guard(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; turn user errors into one line and an exit code."""
+    """Run ``fn``; turn user errors into one line and an exit code. SIGTERM and SIGHUP are handled
+    like SIGINT (Ctrl-C): a run in progress is marked interrupted and keeps its finished chunks."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         return fn()
     except (typer.Exit, typer.Abort):
@@ -44,22 +52,30 @@ def _guard(fn: Callable[[], Any]) -> Any:
         _stderr_console().print("[red]nero: interrupted[/red]; no complete run was written")
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001
-        from .errors import NeroError
-
         if os.environ.get("NERO_DEBUG"):
             raise
-        from rich.markup import escape
+        raise typer.Exit(_report_error(exc)) from None
 
-        if isinstance(exc, NeroError):
-            _stderr_console().print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        if isinstance(exc, MemoryError):
-            _stderr_console().print("[bold red]error:[/bold red] out of memory; lower --batch-size or --limit", highlight=False)
-            raise typer.Exit(3) from None
-        _stderr_console().print(f"[bold red]internal error:[/bold red] {exc.__class__.__name__}: {escape(str(exc))} "
-                                "(this is a bug in nero; rerun with NERO_DEBUG=1 for the traceback)",
-                                highlight=False, soft_wrap=True)
-        raise typer.Exit(70) from None
+
+def _report_error(exc: Exception) -> int:
+    """Print one line for ``exc``; return the exit code (see the README's table)."""
+    from rich.markup import escape
+
+    from .errors import NeroError
+    from .outdir import IO_ERRORS, io_error
+
+    if isinstance(exc, OSError) and exc.errno in IO_ERRORS:
+        exc = io_error(exc)
+    if isinstance(exc, NeroError):
+        _stderr_console().print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    if isinstance(exc, MemoryError):
+        _stderr_console().print("[bold red]error:[/bold red] out of memory; lower --batch-size or --limit", highlight=False)
+        return 3
+    _stderr_console().print(f"[bold red]internal error:[/bold red] {exc.__class__.__name__}: {escape(str(exc))} "
+                            "(this is a bug in nero; rerun with NERO_DEBUG=1 for the traceback)",
+                            highlight=False, soft_wrap=True)
+    return 70
 
 
 def _split(values: Optional[List[str]]) -> list[str]:

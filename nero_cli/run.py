@@ -12,8 +12,10 @@ import hashlib
 import os
 import platform
 import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -26,6 +28,7 @@ from .cache import Cache, load_frame, make_key, save_frame
 from .core import Evaluation, evaluate, param_columns, plan_orbits
 from .errors import NeroError, OptionError, OutputError
 from .merge import merged_run
+from .outdir import check_target, claim, commit, discard, listing
 from .prepare import Prepared, estimate_seconds, parse_normalize, prepare, resolve_batch_size
 from .run_plots import parse_plot_samples, write_plots
 from .runner import LONG_RUN_SECONDS
@@ -44,20 +47,9 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out}: exists and is not a directory; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        what = "already holds a run" if (out / rr.RUN_JSON).exists() else "already holds files"
-        raise OutputError(f"--out {out}: {what}; add --overwrite to replace it, or choose another directory")
-    parent = out.resolve().parent
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"--out {out}: cannot create its parent directory ({exc.strerror})") from None
-    if not os.access(parent, os.W_OK) or (out.is_dir() and not os.access(out, os.W_OK)):
-        raise OutputError(f"--out {out}: the directory {parent} is not writable; choose another --out")
+def check_out_dir(out: Path, overwrite: bool, kind: str = "run") -> None:
+    """Refuse a target nero must not write (see :func:`nero_cli.outdir.check_target`)."""
+    check_target(Path(out), kind, overwrite)
 
 
 def _duration(seconds: float) -> str:
@@ -126,12 +118,12 @@ def _open_stage(out: Path, config: str, resume: bool, started: _dt.datetime) -> 
             raise OptionError(f"--resume: the interrupted run in {tmp} used other models, data or options; "
                               "rerun without --resume to start over")
         if not resume:
-            shutil.rmtree(tmp)
+            discard(tmp, "run")
     elif resume:
         raise OptionError(f"--resume: no interrupted run to continue for {out} (no {tmp.name})")
     tmp.mkdir(parents=True, exist_ok=True)
-    rr.write_json(tmp / rr.RUN_JSON, {"status": "running", "config": config, "pid": os.getpid(),
-                                      "started": started.isoformat(timespec="seconds")})
+    rr.write_json(tmp / rr.RUN_JSON, {"written_by": "nero", "files": [], "status": "running", "config": config,
+                                      "pid": os.getpid(), "started": started.isoformat(timespec="seconds")})
     return _Stage(tmp, config, Cache(tmp / "chunks"), started)
 
 
@@ -145,7 +137,8 @@ def _fail_stage(stage: _Stage, exc: BaseException) -> None:
         if interrupted:
             raise NeroError("interrupted before the first chunk finished; nothing was kept", exit_code=130) from None
         raise exc
-    rr.write_json(tmp / rr.RUN_JSON, {"status": "interrupted" if interrupted else "failed", "config": stage.config,
+    rr.write_json(tmp / rr.RUN_JSON, {"written_by": "nero", "files": [],
+                                      "status": "interrupted" if interrupted else "failed", "config": stage.config,
                                       "error": str(exc)[:300], "started": stage.started.isoformat(timespec="seconds")})
     if interrupted:
         raise NeroError(f"interrupted; finished chunks are kept in {tmp}: rerun the same command with --resume "
@@ -252,44 +245,52 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     After an interruption it stays, marked ``interrupted``; ``resume=True`` continues it, and
     the results equal those of an uninterrupted run.
     """
-    started = _dt.datetime.now(_dt.timezone.utc)
-    out = Path(out)
-    wanted = parse_plot_samples(plot_samples)
-    part, ranks = _split_mode(shard)
-    lead = ranks is None or ranks[0] == 0
-    if lead:
-        check_out_dir(out, overwrite)
-    p = prepare(models, data, groups, task=task, weights=weights, meta=meta, names=names,
-                trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit, classes=classes,
-                device=device, plot_metric=plot_metric, compile=compile, channels_last=channels_last, amp=amp)
-    batch_size = _checked_batch_size(p, batch_size, amp, yes, ranks)
-    key_parts = _sweep_key(p, reference, batch_size, seed, score_threshold, amp, channels_last)
-    sweep = make_key(key_parts)  # the whole run, before any sharding
+    o = SimpleNamespace(**locals())
+    o.out, o.started = Path(out), _dt.datetime.now(_dt.timezone.utc)
+    o.part, o.ranks = _split_mode(shard)
+    lead = o.ranks is None or o.ranks[0] == 0
+    protect = [a for a in [*models, data, *weights, *meta] if isinstance(a, (str, Path)) and Path(a).exists()]
+    with claim(o.out, "run", overwrite, protect) if lead else nullcontext():
+        return _evaluate(o, lead)
+
+
+def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
+    """:func:`evaluate_run` once the output folder is held (``o``: its arguments)."""
+    wanted = parse_plot_samples(o.plot_samples)
+    p = prepare(o.models, o.data, o.groups, task=o.task, weights=o.weights, meta=o.meta, names=o.names,
+                trust_checkpoint=o.trust_checkpoint, normalize=o.normalize, limit=o.limit, classes=o.classes,
+                device=o.device, plot_metric=o.plot_metric, compile=o.compile, channels_last=o.channels_last,
+                amp=o.amp)
+    batch_size = _checked_batch_size(p, o.batch_size, o.amp, o.yes, o.ranks)
+    key_parts = _sweep_key(p, o.reference, batch_size, o.seed, o.score_threshold, o.amp, o.channels_last)
     whole = p.dataset
-    per_chunk = _split_samples(p, batch_size, part or ranks)
+    per_chunk = _split_samples(p, batch_size, o.part or o.ranks)
     config = make_key({**key_parts, "index": p.dataset.index.tolist()})
-    store = Cache(cache_dir) if cache else None
-    stage = _open_stage(out, config, resume, started) if lead else None
+    store = Cache(o.cache_dir) if o.cache else None
+    stage = _open_stage(o.out, config, o.resume, o.started) if lead else None
     ev, agg, summary = _staged(stage, lambda: compute(
-        p, reference=reference, batch_size=batch_size, seed=seed, score_threshold=score_threshold, cache=store,
-        chunks=stage.chunks if stage else None, chunk_samples=per_chunk,
-        progress_factory=progress_factory if lead else None))
-    if ranks:  # torchrun: rank 0 gathers every rank's rows and writes the run
+        p, reference=o.reference, batch_size=batch_size, seed=o.seed, score_threshold=o.score_threshold,
+        cache=store, chunks=stage.chunks if stage else None, chunk_samples=per_chunk,
+        progress_factory=o.progress_factory if lead else None))
+    if store is not None and store.warning:
+        p.warnings.append(store.warning)
+    if o.ranks:  # torchrun: rank 0 gathers every rank's rows and writes the run
         if not lead:
-            _gather(p, ev, ranks, whole)
-            return RunResult(out=out, table=ev.table, aggregate=agg, summary=summary, warnings=p.warnings)
-        agg, summary = _gather(p, ev, ranks, whole)
-    settings = dict(weights=list(weights), meta=list(meta), names=list(names), trust_checkpoint=trust_checkpoint,
-                    limit=limit, classes=list(classes), batch_size=batch_size, seed=seed, plot_samples=plot_samples,
-                    score_threshold=score_threshold, cache=cache, shard=shard, amp=amp, compile=compile,
-                    channels_last=channels_last)
-    extra = _provenance(p, ev, list(groups), settings, store, stage, ranks)
-    if part:
-        extra["shard"] = {"index": part[0], "count": part[1], "sweep": sweep}
+            _gather(p, ev, o.ranks, whole)
+            return RunResult(out=o.out, table=ev.table, aggregate=agg, summary=summary, warnings=p.warnings)
+        agg, summary = _gather(p, ev, o.ranks, whole)
+    settings = {k: getattr(o, k) for k in ("trust_checkpoint", "limit", "seed", "plot_samples", "score_threshold",
+                                           "cache", "shard", "amp", "compile", "channels_last")}
+    settings.update(weights=list(o.weights), meta=list(o.meta), names=list(o.names), classes=list(o.classes),
+                    batch_size=batch_size)
+    extra = _provenance(p, ev, list(o.groups), settings, store, stage, o.ranks)
+    plots = o.plots
+    if o.part:
+        extra["shard"] = {"index": o.part[0], "count": o.part[1], "sweep": make_key(key_parts)}
         save_frame(stage.tmp / "shard.npz", ev.table)  # type: ignore[union-attr]
         plots = False  # 'nero merge' draws the plots of the whole run
-    return write_run(stage.tmp, out, p, ev, agg, summary, extra, command=command,  # type: ignore[union-attr]
-                     plots=plots, wanted=wanted, started=started)
+    return write_run(stage.tmp, o.out, p, ev, agg, summary, extra, command=o.command,  # type: ignore[union-attr]
+                     plots=plots, wanted=wanted, started=o.started)
 
 
 def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFrame, summary: dict[str, Any],
@@ -324,8 +325,10 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
         }
         run_info["seed"] = run_info.get("options", {}).get("seed")
         shutil.rmtree(tmp / "chunks", ignore_errors=True)
+        run_info.update(written_by="nero", files=sorted({*listing(tmp), rr.RUN_JSON}),
+                        results_sha256=rr.sha256_file(tmp / rr.RESULTS))
         rr.write_json(tmp / rr.RUN_JSON, run_info)
-        rr.commit_dir(tmp, out)
+        commit(tmp, out, "run")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -366,17 +369,17 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
     out = Path(out)
     wanted = parse_plot_samples(plot_samples)
     infos = _shard_infos(run_dirs)
-    check_out_dir(out, overwrite)
-    p, ev = merged_run(infos, [load_frame(d / "shard.npz") for d, _ in infos])
-    agg, summary = tabulate(p, ev)
-    tmp = rr.partial_dir(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    o = infos[0][1]["options"]
-    extra = {"options": {**o, "shard": None}, "merged_from": [str(d) for d, _ in infos], "cache": None,
-             "resumed_chunks": 0, "processes": len(infos)}
-    return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
-                     started=started)
+    with claim(out, "run", overwrite, protect=[d for d, _ in infos]):
+        p, ev = merged_run(infos, [load_frame(d / "shard.npz") for d, _ in infos])
+        agg, summary = tabulate(p, ev)
+        tmp = rr.partial_dir(out)
+        discard(tmp, "run")
+        tmp.mkdir(parents=True)
+        o = infos[0][1]["options"]
+        extra = {"options": {**o, "shard": None}, "merged_from": [str(d) for d, _ in infos], "cache": None,
+                 "resumed_chunks": 0, "processes": len(infos)}
+        return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
+                         started=started)
 
 
 __all__ = ["evaluate_run", "merge_runs", "RunResult", "parse_plot_samples", "parse_normalize", "check_out_dir",

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from .errors import NeroError, OptionError, OutputError
+from .model_formats import sha256_file
 from .tasks import TaskRecord, get_task
 
 RUN_JSON, RESULTS, AGGREGATE, SUMMARY = "run.json", "results.csv", "summary.csv", "summary.json"
@@ -245,7 +246,31 @@ def open_run(run_dir: Path | str, what: str = "RUN_DIR") -> RunRecord:
     summary = read_json(run_dir / SUMMARY, run_dir)
     if not isinstance(summary.get("metrics"), dict) or not isinstance(summary.get("models"), list):
         raise OutputError(f"{run_dir / SUMMARY}: no 'metrics' table; written by an older nero? rerun 'nero evaluate'")
-    return RunRecord(run_dir, info, summary)
+    run = RunRecord(run_dir, info, summary)
+    _validate(run)
+    return run
+
+
+def _validate(run: RunRecord) -> None:
+    """Refuse a run whose results.csv is not the one nero wrote: checksum, row count and columns."""
+    path = run.path / RESULTS
+    want = run.info.get("results_sha256")
+    if not want or not isinstance(run.info.get("n_rows"), int):
+        raise OutputError(f"{run.path / RUN_JSON}: no checksum of results.csv; written by an older nero? "
+                          "rerun 'nero evaluate'")
+    try:
+        got = sha256_file(path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot read ({exc.strerror}); the run directory is damaged, rerun 'nero evaluate'") from None
+    if got != want:
+        raise OutputError(f"{path}: does not match the checksum in run.json (the file was changed or cut short); "
+                          "the run is damaged, rerun 'nero evaluate'")
+    table = run.results()
+    expected = [*KEYS, *run.param_columns, *(c.name for c in run.task.columns)]
+    missing = [c for c in expected if c not in table.columns]
+    if missing or len(table) != run.n_rows:
+        what = f"missing column(s) {', '.join(missing)}" if missing else f"{len(table)} rows, run.json says {run.n_rows}"
+        raise OutputError(f"{path}: {what}; the run directory is damaged, rerun 'nero evaluate'")
 
 
 def make_record(task: TaskRecord, reference: str, param_columns: Sequence[str], plans: Sequence[Any],

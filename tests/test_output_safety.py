@@ -1,0 +1,149 @@
+"""Output folders: nero replaces only its own folders, holds one writer per target, and turns
+I/O failures into one line with exit 5. Each case failed before the output safety work."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nero_cli import outdir
+from nero_cli import runrecord as rr
+from nero_cli.cli import app
+
+runner = CliRunner()
+ARGS = ["sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "12", "-g", "rotation:step=90", "-q",
+        "--no-cache", "--plot-samples", "none"]
+
+
+def evaluate(out, *extra):
+    return runner.invoke(app, ["evaluate", *ARGS, "--out", str(out), *extra])
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    d = tmp_path / "work"
+    d.mkdir()
+    (d / "thesis.tex").write_text("years of work")
+    (d / "notes").mkdir()
+    (d / "notes" / "a.md").write_text("keep")
+    return d
+
+
+def _intact(d: Path) -> None:
+    assert (d / "thesis.tex").read_text() == "years of work" and (d / "notes" / "a.md").read_text() == "keep"
+
+
+def test_out_dot_never_deletes_the_working_directory(user_files, monkeypatch):
+    monkeypatch.chdir(user_files)
+    for out in (".", "..", str(user_files)):
+        r = evaluate(out, "--overwrite")
+        assert r.exit_code == 5 and "working directory" in r.stderr and "--overwrite" not in r.stderr.split(";")[-1]
+    _intact(user_files)
+    assert sorted(p.name for p in user_files.iterdir()) == ["notes", "thesis.tex"]
+
+
+def test_folder_of_user_files_is_never_replaced_and_overwrite_is_not_suggested(user_files):
+    r = evaluate(user_files)
+    assert r.exit_code == 5 and "did not write" in r.stderr and "add --overwrite" not in r.stderr
+    r = evaluate(user_files, "--overwrite")
+    assert r.exit_code == 5 and "thesis.tex" in r.stderr
+    _intact(user_files)
+
+
+def test_a_run_with_a_user_file_added_is_not_replaced(tmp_path):
+    out = tmp_path / "run"
+    assert evaluate(out).exit_code == 0
+    (out / "my-analysis.ipynb").write_text("{}")
+    r = evaluate(out, "--overwrite")
+    assert r.exit_code == 5 and "my-analysis.ipynb" in r.stderr
+    assert (out / "my-analysis.ipynb").exists() and rr.open_run(out).models == ["mnist-cnn"]
+
+
+def test_a_folder_holding_the_data_is_refused(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    np.savez(d / "x.npz", images=np.zeros((4, 28, 28), np.uint8), labels=np.zeros(4, np.int64))
+    r = runner.invoke(app, ["evaluate", "sample:mnist-cnn", "-d", str(d / "x.npz"), "-g", "rotation:step=90",
+                            "--out", str(d), "--overwrite", "-q", "--no-cache"])
+    assert r.exit_code == 5 and "input of this command" in r.stderr and (d / "x.npz").exists()
+
+
+def test_nero_run_is_replaced_only_with_overwrite_and_atomically(tmp_path):
+    out = tmp_path / "run"
+    assert evaluate(out).exit_code == 0
+    first = json.loads((out / "run.json").read_text())["started"]
+    r = evaluate(out)
+    assert r.exit_code == 5 and "add --overwrite" in r.stderr
+    assert evaluate(out, "--overwrite").exit_code == 0
+    assert rr.open_run(out).info["status"] == "complete" and first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial, old copy or lock left behind
+
+
+def test_a_file_in_the_path_is_one_line_exit_5(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = evaluate(tmp_path / "afile" / "sub")
+    assert r.exit_code == 5 and "is a file, not a directory" in r.stderr
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT])
+def test_io_errors_while_writing_are_exit_5_and_leave_nothing(tmp_path, monkeypatch, code):
+    def fail(path, table):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(rr, "write_table", fail)
+    out = tmp_path / "run"
+    r = evaluate(out)
+    assert r.exit_code == 5, r.stderr
+    assert "results.csv" in r.stderr and os.strerror(code) in r.stderr and "internal error" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_cache_is_a_warning_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import nero_cli.cache as cache_mod
+
+    def savez(f, **arrays):
+        f.write(b"x" * 100_000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_mod.np, "savez", savez)
+    monkeypatch.setenv("NERO_CACHE_DIR", str(tmp_path / "cache"))
+    r = runner.invoke(app, ["evaluate", *[a for a in ARGS if a != "--no-cache"], "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0 and "cannot be written" in r.stderr
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
+def test_damaged_runs_are_refused_by_gate_and_report(tmp_path):
+    out = tmp_path / "run"
+    assert evaluate(out).exit_code == 0
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text.splitlines()[0] + "\n")  # cut to its header
+    for cmd in (["gate", str(out), "--max-equivariance-error", "1"], ["report", str(out), "--out", str(tmp_path / "r")]):
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 5 and "checksum" in r.stderr, (cmd, r.stderr)
+    (out / "results.csv").write_text(text)
+    assert runner.invoke(app, ["gate", str(out), "--max-equivariance-error", "1"]).exit_code == 0
+
+
+def test_a_held_lock_makes_a_second_writer_exit_5_naming_the_holder(tmp_path):
+    out = tmp_path / "run"
+    with outdir.Lock(out):
+        r = evaluate(out)
+        assert r.exit_code == 5 and f"pid {os.getpid()}" in r.stderr
+    assert evaluate(out).exit_code == 0
+
+
+def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path):
+    out = tmp_path / "run"
+    code = f"import sys, os; sys.path.insert(0, {str(Path.cwd())!r}); from nero_cli.outdir import Lock; " \
+           f"from pathlib import Path; Lock(Path({str(out)!r})).__enter__(); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert (tmp_path / ".run.lock").exists()  # the file stays, the kernel dropped the lock
+    assert evaluate(out).exit_code == 0
