@@ -36,23 +36,30 @@ Safety: state dicts and checkpoints are read with ``weights_only=True``; full un
 can run arbitrary code) happens only in :func:`_trusted_load`, reached only when the user
 passed ``--trust-checkpoint``.
 
+A file that starts like a zip archive but lost its end is named truncated (:func:`zip_damage`),
+and torch's own logging and warnings are silenced while a model loads (:func:`quiet_torch`), so
+a failed load prints nero's one line.
+
 The sidecar metadata (``MODEL.json``, :class:`ModelMeta`) gives ``task``, ``class_names``,
 ``input_shape``, ``normalize: {mean: [...], std: [...]}`` and ``name``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
 import importlib.util
 import json
+import logging
+import struct
 import sys
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -63,6 +70,8 @@ import sample_models
 from .errors import ModelError, first_line
 
 HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<?xml")
+ZIP_MAGIC = b"PK\x03\x04"  # a zip archive starts with a local file header
+_EOCD = struct.Struct("<4s4H2LH")  # the zip end-of-central-directory record
 
 
 # -- metadata and files ---------------------------------------------------------------------
@@ -136,6 +145,80 @@ def check_file(path: Path, what: str = "model") -> None:
         raise ModelError(f"{path}: this is an HTML/XML page, not a {what} (a failed download saves the error page); download it again")
 
 
+class _TorchLogCapture(logging.Filter):
+    """A handler filter that drops torch's log records and keeps the exceptions they carry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[BaseException] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "torch" and not record.name.startswith("torch."):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and all(e is not exc for e in self.errors):  # each handler sees the record
+            self.errors.append(exc)
+        return False
+
+
+_CAPTURING: list[_TorchLogCapture] = []  # the active capture, when quiet_torch is entered
+
+
+@contextlib.contextmanager
+def quiet_torch() -> Iterator[list[BaseException]]:
+    """Silence torch's own logging and warnings while a model loads, so that a failed load prints
+    nero's one line only; yields the exceptions torch logged (``torch.export.load`` logs the real
+    cause, then raises a vague error). Re-entrant: an inner use shares the outer capture."""
+    if _CAPTURING:
+        yield _CAPTURING[-1].errors
+        return
+    capture = _TorchLogCapture()
+    loggers = [logging.root, *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    handlers = {h for lg in loggers for h in lg.handlers} | ({logging.lastResort} if logging.lastResort else set())
+    for h in handlers:
+        h.addFilter(capture)
+    _CAPTURING.append(capture)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield capture.errors
+    finally:
+        _CAPTURING.pop()
+        for h in handlers:
+            h.removeFilter(capture)
+
+
+def zip_damage(path: Path) -> str | None:
+    """How ``path``, a file that starts like a zip archive, is damaged: ``truncated (...)`` when
+    its central directory is missing or it declares more bytes than it holds, ``damaged (...)``
+    when zipfile cannot read it; ``None`` when it reads, or does not start like a zip archive."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:
+            return None
+        f.seek(max(0, size - (1 << 16) - _EOCD.size))
+        tail_start, tail = f.tell(), f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD.size:
+        return f"truncated ({size} bytes, with no zip central directory at its end)"
+    cd_size, cd_offset = _EOCD.unpack_from(tail, at)[5:7]
+    if cd_offset != 0xFFFFFFFF and cd_offset + cd_size > tail_start + at:  # 0xFFFFFFFF: zip64, zipfile checks it
+        return f"truncated (its zip directory declares {cd_offset + cd_size} bytes before it, the file holds {tail_start + at})"
+    try:
+        with zipfile.ZipFile(path) as z:
+            end = max((i.header_offset + i.compress_size for i in z.infolist()), default=0)
+    except (zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
+        return f"damaged ({first_line(exc)})"
+    return f"truncated (its zip entries declare {end} bytes, the file holds {size})" if end > size else None
+
+
+def refuse_damaged_zip(path: Path, what: str) -> None:
+    """Refuse, in one line, a ``what`` file that starts like a zip archive but is truncated or damaged."""
+    damage = zip_damage(path)
+    if damage:
+        raise ModelError(f"{path}: the {what} is {damage}; re-save or re-download it")
+
+
 # -- state dicts ----------------------------------------------------------------------------
 
 
@@ -154,6 +237,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+    refuse_damaged_zip(path, "weights file (a zip archive)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
@@ -336,10 +420,17 @@ def _refuse_weights_only(path: Path, trust: bool) -> torch.nn.Module:
 
 
 def _read_export(path: Path, trust: bool) -> torch.nn.Module:
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path}: not a readable torch.export archive ({first_line(exc)})") from None
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:
+            raise ModelError(f"{path}: not a readable torch.export archive (not a zip file; torch.export.save writes one)")
+    refuse_damaged_zip(path, "torch.export archive")
+    with quiet_torch() as logged:
+        seen = len(logged)
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - torch logs the cause, then raises "check the warnings above"
+            cause = logged[-1] if len(logged) > seen else exc
+            raise ModelError(f"{path}: not a readable torch.export archive ({first_line(cause)})") from None
     return program.module()
 
 
@@ -355,28 +446,17 @@ def _is_torchscript(arg: str, path: Path) -> bool:
 
 
 def _read_torchscript(path: Path, trust: bool) -> torch.nn.Module:
-    try:
-        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, users still ship it
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.load(str(path), map_location="cpu")
+    refuse_damaged_zip(path, "TorchScript archive")
+    try:  # torch 2.13 deprecates TorchScript (users still ship it): quiet_torch hides the warning
+        return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({first_line(exc)}); is it truncated?") from None
 
 
-def _refuse_damaged_zip(path: Path) -> None:
-    if zipfile.is_zipfile(path) is False and path.suffix in (".pt", ".pth", ".ts"):
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        if magic[:2] == b"PK":
-            raise ModelError(f"{path}: a damaged zip archive (truncated download?); re-save or re-download it")
-
-
 def _read_pickle(path: Path, trust: bool) -> torch.nn.Module:
-    _refuse_damaged_zip(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notices of the safe unpickler
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+    refuse_damaged_zip(path, "checkpoint (a zip archive)")
+    try:  # quiet_torch hides the pickle-protocol notices of the safe unpickler
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         msg = first_line(exc)
         if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():

@@ -28,10 +28,11 @@ from typing import Callable
 
 import torch
 
-from .model_formats import FORMATS, ModelFormat, ModelMeta, ModelRequest, find_format, load_state_dict, read_meta, sha256_file
+from .model_formats import (FORMATS, ModelFormat, ModelMeta, ModelRequest, find_format, load_state_dict, quiet_torch,
+                            read_meta, sha256_file)
 
-__all__ = ["FORMATS", "LoadedModel", "ModelFormat", "ModelMeta", "load_model", "load_state_dict", "read_meta",
-           "set_eval", "sha256_file"]
+__all__ = ["FORMATS", "LoadedModel", "ModelFormat", "ModelMeta", "expected_input", "export_signature", "load_model",
+           "load_state_dict", "read_meta", "set_eval", "sha256_file"]
 
 @dataclass
 class LoadedModel:
@@ -52,6 +53,33 @@ def set_eval(module: torch.nn.Module) -> None:
         pass
 
 
+def export_signature(module: torch.nn.Module | None) -> tuple[int | str, ...] | None:
+    """The input shape a torch.export program was exported for (its first placeholder's example
+    value), a dynamic dimension as ``N`` (the batch) or ``*``; ``None`` for any other module."""
+    graph = getattr(getattr(module, "_orig_mod", module), "graph", None)  # _orig_mod: under torch.compile
+    if not isinstance(graph, torch.fx.Graph):
+        return None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            val = node.meta.get("val")
+            if not isinstance(val, torch.Tensor):
+                return None
+            return tuple(int(d) if isinstance(d, int) else ("N" if i == 0 else "*") for i, d in enumerate(val.shape))
+    return None
+
+
+def expected_input(model: LoadedModel) -> tuple[tuple[int | str, ...], str] | None:
+    """The input shape ``model`` records, batch included, and where it records it: a torch.export
+    program's signature, else the per-input ``input_shape`` of its metadata (batch ``N``)."""
+    signature = export_signature(model.module)
+    if signature is not None:
+        return signature, "export signature"
+    shape = model.meta.input_shape
+    if isinstance(shape, (list, tuple)) and shape and all(isinstance(v, int) for v in shape):
+        return ("N", *shape), "sidecar input_shape"
+    return None
+
+
 def _merge_meta(meta: str | None, sidecar: ModelMeta | None) -> ModelMeta:
     """``--meta FILE`` wins, the sidecar fills its gaps; either alone is used as is."""
     merged = read_meta(Path(meta)) if meta else (sidecar or ModelMeta())
@@ -68,7 +96,8 @@ def load_model(arg: str, weights: str | None = None, meta: str | None = None, na
     """Load MODEL from any supported format; see the module docstring. ``before_eval`` sees the
     module as loaded, before nero puts it in eval mode (doctor reads its training flags)."""
     fmt = find_format(arg)
-    loaded = fmt.load(ModelRequest(arg, Path(arg), weights, trust_checkpoint))
+    with quiet_torch():  # a failed load prints nero's one line, not torch's logged traceback
+        loaded = fmt.load(ModelRequest(arg, Path(arg), weights, trust_checkpoint))
     meta_obj = _merge_meta(meta, loaded.sidecar)
     module = loaded.module
     try:

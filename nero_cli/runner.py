@@ -7,16 +7,19 @@ the run-time estimate, the repeatability probe and the per-pixel error maps all 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable, Sequence
 
 import torch
 
 from .errors import ModelError, OptionError, first_line
-from .models import LoadedModel
+from .models import LoadedModel, expected_input
 
 LONG_RUN_SECONDS = 3600.0
 AUTO_BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
+TORCHSCRIPT_PREAMBLE = "The following operation failed in the TorchScript interpreter"
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception)): ?(.*)$")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -31,6 +34,37 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise OptionError(f"--device must be auto, cpu or cuda[:N], got '{device}'") from None
+
+
+def error_line(exc: BaseException) -> tuple[str, str]:
+    """The class name and one-line message of a forward failure. TorchScript wraps the real error
+    in its own traceback: the line that names it (``builtins.ValueError: ...``) is the message."""
+    text = str(exc).strip()
+    if text.startswith(TORCHSCRIPT_PREAMBLE):
+        lines = [line for line in text.splitlines() if line.strip()]
+        match = next((m for m in map(_ERROR_LINE.match, reversed(lines)) if m), None)
+        return (match[1], match[2][:300]) if match else (exc.__class__.__name__, lines[-1].strip()[:300])
+    return exc.__class__.__name__, first_line(exc)
+
+
+def _shape_text(dims: Sequence[int | str]) -> str:
+    return "(" + ", ".join(map(str, dims)) + ")"
+
+
+def forward_failure(model: LoadedModel, shape: Sequence[int], exc: BaseException) -> str:
+    """The one line for a forward pass that failed: the input shape given, the shape the model
+    records when it differs (export signature, sidecar ``input_shape``), and the error."""
+    name, message = error_line(exc)
+    expects, hint = "", "see the task's input contract in 'nero evaluate --help'"
+    recorded = expected_input(model)
+    if recorded is not None:
+        dims, source = recorded
+        wrong = [i for i, (d, n) in enumerate(zip(dims, shape)) if not isinstance(d, str) and d != n]
+        if wrong or len(dims) != len(shape):
+            expects = f" (it expects {_shape_text(dims)} per its {source})"
+        if wrong == [0] and len(dims) == len(shape) and source == "export signature":
+            hint = "export it with a dynamic batch dimension (torch.export.Dim)"
+    return f"model {model.name}: forward failed on input of shape {_shape_text(shape)}{expects}: {name}: {message}; {hint}"
 
 
 class ModelRunner:
@@ -89,9 +123,7 @@ class ModelRunner:
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's model failed on our input
-            raise ModelError(f"model {self.name}: forward failed on input of shape {tuple(x.shape)} "
-                             f"({exc.__class__.__name__}: {first_line(exc)}); see the task's input contract in "
-                             "'nero evaluate --help'") from None
+            raise ModelError(forward_failure(self.model, tuple(x.shape), exc)) from None
 
     def orbit(self, x: torch.Tensor, action: Callable[[torch.Tensor, Sequence[int]], torch.Tensor], n_elements: int,
               per_pass: int, prepare: Callable[[Any, int, str], torch.Tensor],
@@ -182,5 +214,5 @@ def autotune_batch_size(runners: Sequence[ModelRunner], one: torch.Tensor) -> in
     return best
 
 
-__all__ = ["ModelRunner", "resolve_device", "repeatability_warnings", "seconds_per_input", "autotune_batch_size",
-           "LONG_RUN_SECONDS", "AUTO_BATCH_SIZES"]
+__all__ = ["ModelRunner", "error_line", "forward_failure", "resolve_device", "repeatability_warnings",
+           "seconds_per_input", "autotune_batch_size", "LONG_RUN_SECONDS", "AUTO_BATCH_SIZES"]

@@ -8,9 +8,11 @@ exit code). ``{dir}`` in the arguments stands for the corpus directory.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sys
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -52,6 +54,34 @@ def _build_truncated_ts(d: Path) -> None:
     (d / "truncated.pt").write_bytes(data[: len(data) // 2])
 
 
+def _build_export(d: Path) -> None:
+    """A torch.export archive of a fixed batch of 2 (no dynamic batch dimension), and its first half."""
+    torch.export.save(torch.export.export(_cnn().eval(), (torch.zeros(2, 1, 28, 28),)), d / "fixed_batch.pt2")
+    data = (d / "fixed_batch.pt2").read_bytes()
+    (d / "truncated.pt2").write_bytes(data[: len(data) // 2])
+
+
+def _build_not_export(d: Path) -> None:
+    with zipfile.ZipFile(d / "not_export.pt2", "w") as z:  # a sound zip that torch.export.save did not write
+        z.writestr("hello.txt", "hi")
+
+
+class _Rgb(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 10, 28)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).flatten(1)
+
+
+def _build_rgb(d: Path) -> None:
+    """A TorchScript model of 3-channel images, with and without a sidecar that says so."""
+    torch.jit.save(torch.jit.script(_Rgb()), d / "rgb.pt")
+    (d / "rgb.json").write_text(json.dumps({"input_shape": [3, 28, 28]}))
+    (d / "rgb_bare.pt").write_bytes((d / "rgb.pt").read_bytes())
+
+
 def _build_folder(d: Path) -> None:
     from PIL import Image
 
@@ -64,6 +94,12 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "html.pt": lambda d: (d / "html.pt").write_text("<!DOCTYPE html>\n<html><head><title>404</title></head></html>"),
     "empty.pt": lambda d: (d / "empty.pt").write_bytes(b""),
     "truncated.pt": _build_truncated_ts,
+    "fixed_batch.pt2": _build_export,
+    "truncated.pt2": _build_export,
+    "not_export.pt2": _build_not_export,
+    "not_zip.pt2": lambda d: (d / "not_zip.pt2").write_bytes(b"hello world " * 10),
+    "rgb.pt": _build_rgb,
+    "rgb_bare.pt": _build_rgb,
     "evil.pt": lambda d: (d / "evil.pt").write_bytes(pickle.dumps(_Payload(str(d / "PWNED")))),
     "state_dict.pt": lambda d: torch.save(_cnn().state_dict(), d / "state_dict.pt"),
     "wrong_keys.pt": lambda d: torch.save({"fc.weight": torch.zeros(2, 2)}, d / "wrong_keys.pt"),
@@ -90,6 +126,17 @@ CASES: list[tuple[str, list[str], list[str], str, int]] = [
     ("html page saved as .pt", ["html.pt"], ["{dir}/html.pt", "-d", D, "-g", G], "HTML", 3),
     ("empty checkpoint", ["empty.pt"], ["{dir}/empty.pt", "-d", D, "-g", G], "empty (0 bytes)", 3),
     ("truncated TorchScript", ["truncated.pt"], ["{dir}/truncated.pt", "-d", D, "-g", G], "truncated", 3),
+    ("truncated torch.export archive", ["truncated.pt2"], ["{dir}/truncated.pt2", "-d", D, "-g", G],
+     "torch.export archive is truncated", 3),
+    ("zip that torch.export did not write", ["not_export.pt2"], ["{dir}/not_export.pt2", "-d", D, "-g", G],
+     "not a readable torch.export archive", 3),
+    (".pt2 that is not a zip", ["not_zip.pt2"], ["{dir}/not_zip.pt2", "-d", D, "-g", G], "(not a zip file", 3),
+    ("export of a fixed batch size", ["fixed_batch.pt2"], ["{dir}/fixed_batch.pt2", "-d", D, "-g", G],
+     "(it expects (2, 1, 28, 28) per its export signature): AssertionError", 3),
+    ("input shape not the sidecar's", ["rgb.pt"], [M, "{dir}/rgb.pt", "-d", D, "-g", G],
+     ", 1, 28, 28) (it expects (N, 3, 28, 28) per its sidecar input_shape): RuntimeError", 3),
+    ("TorchScript rejects the input shape", ["rgb_bare.pt"], ["{dir}/rgb_bare.pt", "-d", D, "-g", G],
+     ", 1, 28, 28): RuntimeError: Given groups=1, weight of size [10, 3, 28, 28]", 3),
     ("pickle that runs a command", ["evil.pt"], ["{dir}/evil.pt", "-d", D, "-g", G], "--trust-checkpoint", 3),
     ("state dict given as a model", ["state_dict.pt"], ["{dir}/state_dict.pt", "-d", D, "-g", G], "file.py:callable --weights", 3),
     ("state dict keys do not match", ["wrong_keys.pt"],

@@ -321,3 +321,71 @@ def test_evaluate_gate_flag_uses_the_config(tmp_path, monkeypatch):
     r = evaluate("sample:mnist-cnn", "--gate", out=tmp_path / "run2")
     assert r.exit_code == 1 and "FAIL" in r.stdout
     assert (tmp_path / "run2" / "results.csv").exists()  # the run itself is complete
+
+
+# -- what a failed load or forward pass prints ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not_export"])
+def test_failing_pt2_load_prints_one_line_through_a_real_process(tmp_path, cnn, kind):
+    """torch.export.load logs a traceback before it raises: nero silences it (real stderr, not CliRunner's)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    path = tmp_path / "m.pt2"
+    if kind == "truncated":
+        torch.export.save(torch.export.export(cnn.eval(), (torch.zeros(2, 1, 28, 28),)), path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("hello.txt", "hi")
+    r = subprocess.run([sys.executable, "-m", "nero_cli", "evaluate", str(path), "-d", "sample:mnist500", *GROUP,
+                        "--limit", "4", "--out", str(tmp_path / "run"), "-q"], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), r.stderr
+    assert ("the torch.export archive is truncated" if kind == "truncated" else "not a readable torch.export") in lines[0]
+
+
+def test_torchscript_forward_failure_names_the_real_error():
+    from nero_cli.runner import error_line
+
+    class M(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[1] != 3:
+                raise ValueError("need 3 channels\nsecond line")
+            return torch.nn.functional.conv2d(x, torch.zeros(4, 3, 3, 3))
+
+    scripted = torch.jit.script(M())
+    for x, expected in [(torch.zeros(2, 1, 5, 5), ("ValueError", "need 3 channels")),
+                        (torch.zeros(2, 3, 2, 2), ("RuntimeError", "Calculated padded input size per channel"))]:
+        with pytest.raises(Exception) as err:
+            scripted(x)
+        assert str(err.value).startswith("The following operation failed in the TorchScript interpreter")
+        name, message = error_line(err.value)
+        assert (name, message[: len(expected[1])]) == expected
+    assert error_line(KeyError("k")) == ("KeyError", "'k'")
+
+
+def test_forward_failure_says_the_shape_given_and_expected():
+    from nero_cli.models import LoadedModel, ModelMeta
+    from nero_cli.runner import ModelRunner
+
+    net = torch.nn.Conv2d(3, 4, 3)
+    m = LoadedModel("rgb", net, "x", "factory", meta=ModelMeta(input_shape=[3, 28, 28]))
+    with pytest.raises(Exception) as err:
+        ModelRunner(m)(torch.zeros(64, 1, 28, 28))
+    assert str(err.value).startswith("model rgb: forward failed on input of shape (64, 1, 28, 28) "
+                                     "(it expects (N, 3, 28, 28) per its sidecar input_shape): RuntimeError: ")
+    m.meta = ModelMeta(input_shape=[1, 28, 28])  # the shape fits: the failure is not about it
+    with pytest.raises(Exception) as err:
+        ModelRunner(m)(torch.zeros(64, 1, 28, 28))
+    assert "forward failed on input of shape (64, 1, 28, 28): RuntimeError: " in str(err.value)
+    fixed = torch.export.export(torch.nn.Flatten(), (torch.zeros(2, 1, 28, 28),)).module()
+    m = LoadedModel("fixed", fixed, "x", "torch.export")
+    with pytest.raises(Exception) as err:
+        ModelRunner(m)(torch.zeros(64, 1, 28, 28))
+    assert "(64, 1, 28, 28) (it expects (2, 1, 28, 28) per its export signature)" in str(err.value)
+    assert str(err.value).endswith("export it with a dynamic batch dimension (torch.export.Dim)")

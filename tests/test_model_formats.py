@@ -131,3 +131,101 @@ def test_before_eval_sees_the_module_as_loaded():
     seen = []
     m = load_model("sample_models.mnist:mnist_cnn", before_eval=lambda module: seen.append(module.training))
     assert seen == [True] and not m.module.training  # doctor reads the flags before eval()
+
+
+def _zip_bytes(tmp_path: Path) -> bytes:
+    torch.jit.save(torch.jit.script(_tiny()), tmp_path / "whole.zip")
+    return (tmp_path / "whole.zip").read_bytes()
+
+
+def test_zip_damage_names_a_truncated_archive(tmp_path):
+    data = _zip_bytes(tmp_path)
+    cases = {
+        "whole.zip": data,
+        "half.zip": data[: len(data) // 2],  # a download cut short: no central directory
+        "middle.zip": data[:200] + data[-1500:],  # the directory declares more bytes than precede it
+        "no_zip.bin": b"\x80\x02 not a zip",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    damage = {name: model_formats.zip_damage(tmp_path / name) for name in cases}
+    assert damage["whole.zip"] is None and damage["no_zip.bin"] is None
+    assert damage["half.zip"] == f"truncated ({len(data) // 2} bytes, with no zip central directory at its end)"
+    assert damage["middle.zip"].startswith("truncated (its zip directory declares")
+    with pytest.raises(ModelError, match=r"half.zip: the checkpoint \(a zip archive\) is truncated"):
+        load_model(str(tmp_path / "half.zip"))
+
+
+def test_zip_damage_names_a_damaged_directory_and_oversized_entries(tmp_path):
+    data = _zip_bytes(tmp_path)
+    cd = data.rindex(b"PK\x01\x02")  # the last central directory entry: break its signature
+    (tmp_path / "bad_cd.zip").write_bytes(data[:cd] + b"XX\x01\x02" + data[cd + 4:])
+    assert model_formats.zip_damage(tmp_path / "bad_cd.zip").startswith("damaged (")
+    stored = bytearray(data)  # the first central entry declares a compressed size beyond the file
+    first = data.index(b"PK\x01\x02")
+    stored[first + 20:first + 24] = (len(data) * 2).to_bytes(4, "little")
+    (tmp_path / "big_entry.zip").write_bytes(bytes(stored))
+    assert model_formats.zip_damage(tmp_path / "big_entry.zip").startswith("truncated (its zip entries declare")
+
+
+def test_truncated_export_archive_is_named_truncated(tmp_path):
+    ep = torch.export.export(_tiny(), (torch.zeros(2, 1, 2, 2),))
+    torch.export.save(ep, tmp_path / "m.pt2")
+    data = (tmp_path / "m.pt2").read_bytes()
+    (tmp_path / "m.pt2").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="m.pt2: the torch.export archive is truncated"):
+        load_model(str(tmp_path / "m.pt2"))
+    (tmp_path / "m.pt2").write_bytes(b"hello world")
+    with pytest.raises(ModelError, match=r"not a readable torch.export archive \(not a zip file"):
+        load_model(str(tmp_path / "m.pt2"))
+
+
+def test_quiet_torch_drops_torch_logging_and_keeps_the_logged_error(tmp_path):
+    import io
+    import logging
+    import warnings
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    torch_log, other_log = logging.getLogger("torch.export"), logging.getLogger("nero_test_other")
+    torch_log.addHandler(handler)
+    other_log.addHandler(handler)
+    try:
+        with model_formats.quiet_torch() as logged:
+            try:
+                raise RuntimeError("the cause")
+            except RuntimeError:
+                torch_log.warning("Ran into the following error", exc_info=True)
+            warnings.warn("torch deprecates this", DeprecationWarning)
+            with model_formats.quiet_torch() as inner:  # re-entrant: one shared capture
+                assert inner is logged
+            other_log.warning("not torch's")
+        assert [str(e) for e in logged] == ["the cause"]
+        assert stream.getvalue() == "not torch's\n"
+        torch_log.warning("after")  # the filters are gone again
+        assert stream.getvalue().endswith("after\n")
+    finally:
+        torch_log.removeHandler(handler)
+        other_log.removeHandler(handler)
+
+
+def test_export_load_failure_names_torchs_logged_cause(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "m.pt2", "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(ModelError) as err:
+        load_model(str(tmp_path / "m.pt2"))
+    assert "not a readable torch.export archive" in str(err.value)
+    assert "warnings above" not in str(err.value)  # torch's vague error points at the log nero silenced
+
+
+def test_export_signature_and_sidecar_give_the_expected_input(tmp_path):
+    ep = torch.export.export(_tiny(), (torch.zeros(2, 1, 2, 2),),
+                             dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1, max=1024)}})
+    torch.export.save(ep, tmp_path / "dyn.pt2")
+    torch.export.save(torch.export.export(_tiny(), (torch.zeros(2, 1, 2, 2),)), tmp_path / "fixed.pt2")
+    assert models.expected_input(load_model(str(tmp_path / "dyn.pt2"))) == (("N", 1, 2, 2), "export signature")
+    assert models.expected_input(load_model(str(tmp_path / "fixed.pt2"))) == ((2, 1, 2, 2), "export signature")
+    assert models.expected_input(load_model("sample:mnist-cnn")) == (("N", 1, 28, 28), "sidecar input_shape")
+    assert models.expected_input(load_model("sample_models.mnist:mnist_cnn")) is None
