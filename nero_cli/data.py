@@ -1,9 +1,16 @@
-"""Loading evaluation data for image tasks: ``.npz``, ImageFolder layout, ``sample:NAME``."""
+"""Loading evaluation data for image tasks: ``.npz``, ImageFolder layout, ``sample:NAME``.
+
+An ``.npz`` is read through :mod:`nero_cli.npz`: declared shapes first, a load that would not
+fit in memory refused with its figure, and with ``--limit`` / ``--classes`` only the leading
+rows that hold the selected samples inflated. The data's ``sha256`` is the archive's digest
+(:meth:`nero_cli.npz.NpzArchive.digest`: every member's stored bytes), the same whichever rows
+are read.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import zipfile
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,9 +20,13 @@ from PIL import Image, UnidentifiedImageError
 
 import sample_models
 
-from .errors import DataError
+from .errors import DataError, OptionError
+from .npz import NpzArchive, check_memory, open_npz
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+#: ``.npz`` keys a task reads besides its inputs: per-sample arrays (cut with the inputs) and the class names.
+SAMPLE_KEYS = ("labels", "boxes", "box_labels", "masks", "flow")
+NAMES_KEY = "class_names"
 
 
 @dataclass
@@ -36,6 +47,9 @@ class Dataset:
     sha256: str
     index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # original sample ids
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: Whether ``class_names`` name every class (as an ``.npz`` declares them, checked against the
+    #: model's classes); False for ImageFolder subfolder names, which may be a subset.
+    names_complete: bool = True
 
     def __post_init__(self) -> None:
         if len(self.index) != len(self.inputs):
@@ -55,7 +69,8 @@ class Dataset:
     def subset(self, keep: np.ndarray) -> "Dataset":
         keep_t = torch.as_tensor(keep, dtype=torch.long)
         return Dataset(self.inputs[keep_t], None if self.labels is None else self.labels[keep_t], self.class_names,
-                       self.source, self.sha256, self.index[keep], {k: v[keep_t] for k, v in self.targets.items()})
+                       self.source, self.sha256, self.index[keep], {k: v[keep_t] for k, v in self.targets.items()},
+                       self.names_complete)
 
 
 
@@ -97,11 +112,11 @@ def normalise_pixels(images: np.ndarray, source: str) -> np.ndarray:
     if images.size == 0:
         raise DataError(f"{source}: no images (the array is empty)")
     if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
+        return _scaled(images)
     if images.dtype.kind in "iu":
         lo, hi = images.min(), images.max()
         if lo >= 0 and hi <= 255:
-            return images.astype(np.float32) / 255.0
+            return _scaled(images)
         raise DataError(f"{source}: integer images must be 0..255, found {lo}..{hi}")
     if images.dtype.kind != "f":
         raise DataError(f"{source}: 'images' must be uint8 or float, found dtype {images.dtype}")
@@ -114,7 +129,14 @@ def normalise_pixels(images: np.ndarray, source: str) -> np.ndarray:
     if lo < -1e-6 or hi > 1 + 1e-6:
         hint = "; divide by 255 or save as uint8" if hi > 1.5 else ""
         raise DataError(f"{source}: float images must be in [0, 1], found {lo:g}..{hi:g}{hint}")
-    return np.clip(images, 0.0, 1.0).astype(np.float32)
+    return np.clip(images, 0.0, 1.0).astype(np.float32, order="C", copy=False)
+
+
+def _scaled(images: np.ndarray) -> np.ndarray:
+    """``images / 255`` as C-contiguous float32, with one float32 array (divided in place)."""
+    out = images.astype(np.float32, order="C")
+    out /= np.float32(255.0)
+    return out
 
 
 def check_labels(arr: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
@@ -135,27 +157,82 @@ def check_labels(arr: np.ndarray | None, n: int, source: str) -> np.ndarray | No
     return arr
 
 
-def load_npz(path: Path, channels: int | None = None, image_key: str = "images") -> tuple[dict[str, np.ndarray], str]:
-    """Open an ``.npz`` with ``allow_pickle=False`` and return its arrays."""
-    if not path.exists():
-        raise DataError(f"{path}: data file not found; check the path")
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not a readable .npz file (an .npz is a zip archive of arrays; save it with numpy.savez)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise DataError(f"{path}: holds a pickled object array; nero loads npz with allow_pickle=False "
-                            "(pickles can run code); save plain numeric arrays") from None
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
-    except Exception as exc:  # noqa: BLE001 - zipfile/format errors of a damaged file
-        raise DataError(f"{path}: not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
-    if image_key not in arrays:
-        raise DataError(f"{path}: no '{image_key}' array; found {', '.join(sorted(arrays)) or 'no arrays'}")
-    return arrays, hash_arrays(*(arrays[k] for k in sorted(arrays)))
+def read_npz(path: Path, key: str, source: str, limit: int | None = None, classes: list[str] | None = None,
+             label_key: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays of an ``.npz`` that a task reads (``key``, :data:`SAMPLE_KEYS`, ``class_names``)
+    and the archive's digest; ``allow_pickle=False`` semantics (object arrays are refused).
+
+    With ``limit`` / ``classes`` only the leading rows that hold the selected samples are inflated
+    (:func:`select` then picks them); ``classes`` select on ``label_key`` (read first, whole).
+    A load whose decoded size exceeds the memory available is refused with its figure.
+    """
+    check_limit(limit)
+    with open_npz(path) as archive:
+        if key not in archive.members:
+            raise DataError(f"{path}: no '{key}' array; found {', '.join(sorted(archive.members)) or 'no arrays'}")
+        keys = [k for k in (key, *SAMPLE_KEYS, NAMES_KEY) if k in archive.members]
+        stop = _rows_needed(archive, key, keys, source, limit, classes, label_key)
+        cut = {k: None if k == NAMES_KEY else stop for k in keys}
+        _check_fits(archive, key, cut, source)
+        arrays = {k: archive.read(k, rows) for k, rows in cut.items()}
+        return arrays, archive.digest()
+
+
+def _rows_needed(archive: NpzArchive, key: str, keys: list[str], source: str, limit: int | None,
+                 classes: list[str] | None, label_key: str | None) -> int | None:
+    """Leading rows holding every sample that ``classes`` then ``limit`` select; None for all."""
+    m = archive.members
+    n = m[key].rows
+    if n is None or any(m[k].rows != n for k in keys if k in SAMPLE_KEYS):
+        return None  # malformed: read whole, the task's loader says what is wrong
+    if classes and label_key is not None:
+        if label_key not in m:
+            raise DataError(f"{source}: --classes needs labels, and the data has none")
+        _check_fits(archive, key, {k: None for k in (label_key, NAMES_KEY) if k in m}, source)
+        labels = archive.read(label_key)
+        if labels.ndim != 1 or labels.dtype.kind not in "iuf":
+            return None
+        names = class_names_of(archive.read(NAMES_KEY)) if NAMES_KEY in m else None
+        return int(class_rows(labels, classes, names, source)[:limit][-1]) + 1
+    return min(limit, n) if limit and not classes else None
+
+
+def _check_fits(archive: NpzArchive, key: str, cut: dict[str, int | None], source: str) -> None:
+    """Refuse reading ``cut`` (key -> rows) if the arrays as stored, plus the float32 copy of the
+    inputs that nero makes of them, exceed the memory available."""
+    needed = sum(archive.members[k].nbytes(rows) for k, rows in cut.items())
+    if key in cut:
+        needed += 4 * math.prod(archive.members[key].shape_read(cut[key]))
+    what = " and ".join(f"'{k}' {archive.members[k].shape_read(rows)} {archive.members[k].dtype}"
+                        f"{' as float32' if k == key else ''}" for k, rows in cut.items())
+    check_memory(needed, what, source)
+
+
+def class_names_of(arr: np.ndarray) -> list[str]:
+    return [str(c) for c in arr.tolist()]
+
+
+def check_limit(limit: int | None) -> None:
+    """``--limit`` must be a positive number of samples (a usage error, exit 2)."""
+    if limit is not None and limit <= 0:
+        raise OptionError(f"--limit must be a positive number of samples, got {limit}")
+
+
+def class_rows(labels: np.ndarray, classes: list[str], class_names: list[str] | None, source: str) -> np.ndarray:
+    """Indices of the samples whose label is one of ``classes`` (ids or names)."""
+    ids = []
+    for c in classes:
+        if class_names and c in class_names:
+            ids.append(class_names.index(c))
+        else:
+            try:
+                ids.append(int(c))
+            except ValueError:
+                raise DataError(f"--classes: unknown class '{c}'; known: {', '.join(class_names or [])}") from None
+    keep = np.flatnonzero(np.isin(labels, ids))
+    if len(keep) == 0:
+        raise DataError(f"{source}: no samples of class(es) {', '.join(classes)}")
+    return keep
 
 
 def images_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None = None) -> Dataset:
@@ -167,7 +244,7 @@ def images_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, 
         raise DataError(f"{source}: no images (the array is empty, shape {raw.shape})")
     images = normalise_pixels(to_nchw(raw, source, channels), source)
     labels = check_labels(arrays.get("labels"), len(images), source)
-    names = [str(c) for c in arrays["class_names"].tolist()] if "class_names" in arrays else None
+    names = class_names_of(arrays[NAMES_KEY]) if NAMES_KEY in arrays else None
     return Dataset(torch.from_numpy(np.ascontiguousarray(images)),
                      None if labels is None else torch.from_numpy(labels), names, source, digest)
 
@@ -208,56 +285,36 @@ def _load_folder(root: Path, channels: int | None) -> Dataset:
         stack = np.moveaxis(stack, -1, 1)
     labels = np.array([c for _, c in files], dtype=np.int64)
     digest = hash_arrays(stack, labels)
-    return Dataset(torch.from_numpy(stack.astype(np.float32) / 255.0), torch.from_numpy(labels), classes, str(root), digest)
+    return Dataset(torch.from_numpy(stack.astype(np.float32) / 255.0), torch.from_numpy(labels), classes, str(root), digest,
+                   names_complete=False)
 
 
-def load_images(spec: str, channels: int | None = None) -> Dataset:
-    """Load ``--data``: an ``.npz``, an ImageFolder directory or ``sample:NAME``."""
-    if spec.startswith("sample:"):
-        key = spec.split(":", 1)[1]
-        if key not in sample_models.SAMPLE_DATA:
-            raise DataError(f"{spec}: no such sample data; available: {', '.join('sample:' + k for k in sample_models.SAMPLE_DATA)}")
-        path = sample_models.data_path(key)
-        arrays, digest = load_npz(path)
-        return images_from_arrays(arrays, digest, spec, channels)
-    path = Path(spec)
-    if path.is_dir():
-        return _load_folder(path, channels)
-    if not path.exists():
-        raise DataError(f"{path}: data not found; give an .npz file, an image folder or sample:NAME")
-    if path.suffix != ".npz":
-        raise DataError(f"{path}: expected an .npz file or an image folder, found a '{path.suffix}' file")
-    arrays, digest = load_npz(path)
-    return images_from_arrays(arrays, digest, str(path), channels)
+def load_images(spec: str, channels: int | None = None, limit: int | None = None,
+                classes: list[str] | None = None) -> Dataset:
+    """Load ``--data``: an ``.npz``, an ImageFolder directory or ``sample:NAME``; with ``limit`` /
+    ``classes``, an ``.npz`` is read only up to the last sample they select (see :func:`read_npz`)."""
+    if not spec.startswith("sample:") and Path(spec).is_dir():
+        return _load_folder(Path(spec), channels)
+    return load_task_npz(spec, "images", images_from_arrays, channels, limit, classes, "labels",
+                         kinds=("an .npz file", "an image folder"))
 
 
 def select(data: Dataset, classes: list[str] | None = None, limit: int | None = None) -> Dataset:
     """``--classes`` (ids or names) then ``--limit`` (first N per the dataset order)."""
+    check_limit(limit)
     keep = np.arange(len(data))
     if classes:
         if data.labels is None:
             raise DataError(f"{data.source}: --classes needs labels, and the data has none")
-        ids = []
-        for c in classes:
-            if data.class_names and c in data.class_names:
-                ids.append(data.class_names.index(c))
-            else:
-                try:
-                    ids.append(int(c))
-                except ValueError:
-                    raise DataError(f"--classes: unknown class '{c}'; known: {', '.join(data.class_names or [])}") from None
-        keep = keep[np.isin(data.labels.numpy(), ids)]
-        if len(keep) == 0:
-            raise DataError(f"{data.source}: no samples of class(es) {', '.join(classes)}")
+        keep = class_rows(data.labels.numpy(), classes, data.class_names, data.source)
     if limit is not None:
-        if limit <= 0:
-            raise DataError(f"--limit must be positive, got {limit}")
         keep = keep[:limit]
     return data.subset(keep) if len(keep) != len(data) else data
 
 
-def _npz_path(spec: str) -> tuple[Path, str]:
-    """The ``.npz`` file behind ``--data`` (a path or ``sample:NAME``) and its display name."""
+def _npz_path(spec: str, kinds: tuple[str, ...] = ("an .npz file",)) -> tuple[Path, str]:
+    """The ``.npz`` file behind ``--data`` (a path or ``sample:NAME``) and its display name;
+    ``kinds`` name the forms of ``--data`` the task accepts, for the messages."""
     if spec.startswith("sample:"):
         key = spec.split(":", 1)[1]
         if key not in sample_models.SAMPLE_DATA:
@@ -267,9 +324,9 @@ def _npz_path(spec: str) -> tuple[Path, str]:
     if path.is_dir():
         raise DataError(f"{path}: this task reads an .npz file, found a directory")
     if not path.exists():
-        raise DataError(f"{path}: data not found; give an .npz file or sample:NAME")
+        raise DataError(f"{path}: data not found; give {', '.join(kinds)} or sample:NAME")
     if path.suffix != ".npz":
-        raise DataError(f"{path}: expected an .npz file, found a '{path.suffix}' file")
+        raise DataError(f"{path}: expected {' or '.join(kinds)}, found a '{path.suffix}' file")
     return path, str(path)
 
 
@@ -278,10 +335,13 @@ def _finite(arr: np.ndarray, name: str, source: str) -> None:
         raise DataError(f"{source}: '{name}' contains NaN or inf; clean the data first")
 
 
-def load_task_npz(spec: str, key: str, build, channels: int | None = None) -> Dataset:  # noqa: ANN001
-    """An ``.npz`` (or ``sample:NAME``) whose inputs are ``arrays[key]``, built by ``build``."""
-    path, source = _npz_path(spec)
-    arrays, digest = load_npz(path, image_key=key)
+def load_task_npz(spec: str, key: str, build, channels: int | None = None,  # noqa: ANN001
+                  limit: int | None = None, classes: list[str] | None = None, label_key: str | None = None,
+                  kinds: tuple[str, ...] = ("an .npz file",)) -> Dataset:
+    """An ``.npz`` (or ``sample:NAME``) whose inputs are ``arrays[key]``, built by ``build``; read
+    only up to the last sample ``limit`` / ``classes`` select (see :func:`read_npz`)."""
+    path, source = _npz_path(spec, kinds)
+    arrays, digest = read_npz(path, key, source, limit, classes, label_key)
     return build(arrays, digest, source, channels)
 
 
@@ -296,7 +356,7 @@ def points_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, 
         raise DataError(f"{source}: 'points' must be floats, found dtype {pts.dtype}")
     _finite(pts, "points", source)
     labels = check_labels(arrays.get("labels"), len(pts), source)
-    names = [str(c) for c in arrays["class_names"].tolist()] if "class_names" in arrays else None
+    names = class_names_of(arrays[NAMES_KEY]) if NAMES_KEY in arrays else None
     return Dataset(torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)),
                    None if labels is None else torch.from_numpy(labels), names, source, digest)
 

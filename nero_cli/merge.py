@@ -32,8 +32,9 @@ def merged_run(infos: Sequence[tuple[Path, dict[str, Any]]], tables: Sequence[pd
     task = get_task(record["task"])
     shape = (info.get("data") or {}).get("input_shape")
     channels = shape[0] if shape and task.input_kind != "points" else None
-    dataset = select(task.load_data(options["data"], channels), classes=list(options["classes"]) or None,
-                     limit=options["limit"])
+    classes = list(options["classes"]) or None
+    dataset = select(task.load_data(options["data"], channels, limit=options["limit"], classes=classes),
+                     classes=classes, limit=options["limit"])
     size = dataset.size if task.input_kind != "points" else None
     specs = [parse_spec(p["spec"], image_size=size) for p in record["plots"].values()]
     plans = plan_orbits(specs)

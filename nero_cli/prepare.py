@@ -15,8 +15,8 @@ from orbits import SpecError, parse_spec
 
 from .checkpoints import expand_models
 from .core import plan_orbits
-from .data import Dataset, select
-from .errors import NeroError, OptionError
+from .data import Dataset, check_limit, select
+from .errors import DataError, ModelError, NeroError, OptionError
 from .models import LoadedModel, ModelMeta, load_model
 from .runner import ModelRunner, autotune_batch_size, repeatability_warnings, resolve_device, seconds_per_input
 from .tasks import TaskRecord, get_task
@@ -142,13 +142,38 @@ def _load_data(data: Any, task: TaskRecord, loaded: list[LoadedModel], limit: in
                classes: Sequence[str]) -> Dataset:
     shapes = {tuple(m.meta.input_shape) for m in loaded if m.meta.input_shape}
     channels = next(iter(shapes))[0] if len(shapes) == 1 else None
-    dataset = data if isinstance(data, Dataset) else task.load_data(data, channels)
-    dataset = select(dataset, classes=list(classes) or None, limit=limit)
+    wanted = list(classes) or None
+    dataset = data if isinstance(data, Dataset) else task.load_data(data, channels, limit=limit, classes=wanted)
+    dataset = select(dataset, classes=wanted, limit=limit)
     for m in loaded:
         if task.input_kind != "points" and m.meta.input_shape and tuple(m.meta.input_shape[-2:]) != dataset.size:
             raise NeroError(f"model {m.name} expects {m.meta.input_shape[-2]}x{m.meta.input_shape[-1]} images, "
                             f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data")
     return dataset
+
+
+def _class_names(task: TaskRecord, dataset: Dataset, runners: list[ModelRunner]) -> list[str] | None:
+    """The run's class names: the data's, else the first model's metadata. For a logits task, a
+    count that differs from a model's number of logits (on the first sample) is an error naming
+    both numbers: DataError for the data's names, ModelError for a model's metadata (ImageFolder
+    subfolder names may name a subset of the classes)."""
+    owner = next((r for r in runners if r.model.meta.class_names), None)
+    names = dataset.class_names or (owner.model.meta.class_names if owner else None)
+    if not names or task.output != "invariant" or (dataset.class_names and not dataset.names_complete):
+        return names
+    with torch.inference_mode():
+        for r in runners:
+            k = int(task.prepare(r(dataset.inputs[:1]), 1, r.name).shape[-1])
+            if len(names) == k:
+                continue
+            has = f"has {k} classes (logits (N, {k}))"
+            if dataset.class_names:
+                raise DataError(f"{dataset.source}: the data's class_names name {len(names)} classes but model {r.name} "
+                                f"{has}; give one name per class")
+            who = "it" if r is owner else f"model {r.name}"
+            raise ModelError(f"model {owner.name}: its metadata's class_names name {len(names)} classes but {who} {has}; "
+                             "fix class_names in the sidecar JSON (or --meta)")
+    return names
 
 
 def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: str | None = None,
@@ -159,6 +184,7 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     """Load and check models, data and group specs (everything that can fail before the sweep)."""
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
+    check_limit(limit)
     norm = parse_normalize(normalize)
     dev = resolve_device(device)
     loaded = load_models(models, weights, meta, names, trust_checkpoint, dev)
@@ -166,9 +192,9 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     task_rec = _task_for(loaded, task)
     metric = _check_plot_metric(task_rec, plot_metric)
     dataset = _load_data(data, task_rec, loaded, limit, classes)
-    class_names = dataset.class_names or next((m.meta.class_names for m in loaded if m.meta.class_names), None)
     specs = _parse_groups(groups, task_rec, dataset)
     runners = [ModelRunner(m, dev, norm, amp=amp, channels_last=channels_last) for m in loaded]
+    class_names = _class_names(task_rec, dataset, runners)
     p = Prepared(runners, task_rec, dataset, specs, class_names, metric, dev, norm)
     p.warnings += repeatability_warnings(runners, dataset.inputs[: min(8, len(dataset))])
     return p

@@ -73,8 +73,9 @@ class TaskRecord:
     truth: str = "labels"
     #: The ``.npz`` key of the inputs.
     input_key: str = "images"
-    #: ``(spec, channels) -> Dataset`` for ``--data`` forms beyond ``.npz`` (image folders); default: ``.npz`` only.
-    load: Callable[[str, int | None], Any] | None = None
+    #: ``(spec, channels, limit, classes) -> Dataset`` for ``--data`` forms beyond ``.npz`` (image folders);
+    #: default: ``.npz`` only. ``limit`` / ``classes`` only bound what is read (see :meth:`load_data`).
+    load: Callable[[str, int | None, int | None, list[str] | None], Any] | None = None
     #: ``(first outputs, data, model name)``: checks that need outputs (labels within the classes).
     check: Callable[[torch.Tensor, Any, str], None] | None = None
     #: ``(pulled-back outputs, chunk) -> (G, B, H, W)`` per-pixel error maps, for the mosaic plots.
@@ -99,11 +100,18 @@ class TaskRecord:
                 return m
         raise KeyError(f"task {self.name} has no metric {name!r}")
 
-    def load_data(self, spec: str, channels: int | None = None) -> Any:
-        """``--data`` (a path or ``sample:NAME``) as a Dataset."""
+    def load_data(self, spec: str, channels: int | None = None, limit: int | None = None,
+                  classes: list[str] | None = None) -> Any:
+        """``--data`` (a path or ``sample:NAME``) as a Dataset.
+
+        With ``limit`` / ``classes`` an ``.npz`` is inflated only up to the last sample they select
+        (``classes`` read the ``labels`` array first when labels are the task's truth; otherwise
+        the whole file): apply :func:`nero_cli.data.select` to the result to pick the samples.
+        """
         if self.load is not None:
-            return self.load(spec, channels)
-        return _data.load_task_npz(spec, self.input_key, self.arrays, channels)
+            return self.load(spec, channels, limit, classes)
+        label_key = "labels" if self.truth == "labels" else None
+        return _data.load_task_npz(spec, self.input_key, self.arrays, channels, limit, classes, label_key)
 
     def has_truth(self, data: Any) -> bool:
         return data.labels is not None if self.truth == "labels" else self.truth in data.targets
