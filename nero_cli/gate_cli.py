@@ -25,7 +25,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished run directory (the --out of 'nero evaluate')."),
         max_equivariance_error: Optional[float] = typer.Option(None, "--max-equivariance-error", help="Fail if the mean equivariance error of any model/group exceeds X."),
         min_orbit_accuracy: Optional[float] = typer.Option(None, "--min-orbit-accuracy", help="Fail if the accuracy over the orbit is below X."),
-        min_worst_case_accuracy: Optional[float] = typer.Option(None, "--min-worst-case-accuracy", help="Fail if the share of samples correct at every element is below X."),
+        min_robust_accuracy: Optional[float] = typer.Option(None, "--min-robust-accuracy", help="Fail if the share of samples correct at every element (robust_accuracy) is below X."),
         max_orbit_spread: Optional[float] = typer.Option(None, "--max-orbit-spread", help="Fail if max - min of the primary metric's aggregate curve exceeds X."),
         check: Optional[List[str]] = typer.Option(None, "--check", "-c", metavar="KEY=VALUE", help="KEY=VALUE, KEY = [GROUP.][MODEL:]min-METRIC or max-METRIC, e.g. rotation.max-equivariance-error=0.1; repeatable."),
         config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML file with a \\[gate] (or \\[tool.nero.gate]) table (default: ./nero.toml \\[gate], else ./pyproject.toml \\[tool.nero.gate])."),
@@ -43,7 +43,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         """Pass/fail checks on a run directory for CI: thresholds on summary.json and regressions
         against a baseline run. Exit 0 all pass, 1 a check failed, 2 bad usage, 5 run not complete."""
         fixed = {"--max-equivariance-error": max_equivariance_error, "--min-orbit-accuracy": min_orbit_accuracy,
-                 "--min-worst-case-accuracy": min_worst_case_accuracy, "--max-orbit-spread": max_orbit_spread}
+                 "--min-robust-accuracy": min_robust_accuracy, "--max-orbit-spread": max_orbit_spread}
 
         def main() -> int:
             from .gate import gate_command

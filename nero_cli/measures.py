@@ -36,9 +36,10 @@ class Reduction:
 REDUCTIONS: dict[str, Reduction] = {r.name: r for r in (
     Reduction("identity", "{m}", "mean over samples of {m} at the identity element"),
     Reduction("orbit", "orbit_{m}", "mean of {m} over every sample and orbit element"),
-    Reduction("worst", "worst_{m}", "the worst point of the aggregate curve of {m} (its per-element mean over "
+    Reduction("worst", "worst_element_{m}", "the worst point of the aggregate curve of {m} (its per-element mean over "
               "samples): the minimum when higher is better, else the maximum"),
-    Reduction("all", "worst_case_{m}", "share of samples for which {m} holds at every orbit element"),
+    Reduction("all", "robust_{m}", "share of samples for which {m} holds at every orbit element (correct under "
+              "every transformation of the grid)"),
     Reduction("max", "max_{m}", "largest {m} over every sample and orbit element"),
     Reduction("spread", "orbit_spread", "max minus min of the aggregate curve of {m}, the task's primary metric"),
 )}

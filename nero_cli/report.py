@@ -42,8 +42,8 @@ from .errors import NeroError, OptionError, OutputError, first_line
 from .plots import PlotSpec, plot_aggregate, save_figure
 from .report_data import DEFAULT_MAX_SAMPLES, ReportRun, build_report_data, higher_is_better, load_run, name_runs
 from .report_media import REDUCTIONS, parse_reductions
-from .run import check_out_dir
-from .runrecord import commit_dir
+from .outdir import IO_ERRORS, claim, commit, io_error, listing
+from .runrecord import write_json
 
 try:  # plotly is an optional dependency (nero[report])
     from plotly.offline import get_plotlyjs
@@ -52,6 +52,26 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 TEMPLATE = "report_template.html"
 Warn = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------------
+# Escaping: one function per context of the page; every run-controlled string goes through one
+
+#: Characters that could end or disturb a ``<script>`` block (``</script>``, ``<!--``) or a JS
+#: string (U+2028, U+2029), written as JSON ``\\uXXXX`` escapes that decode to the same text.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def html_text(value: Any) -> str:
+    """``value`` as HTML text or as a quoted attribute value (``& < > " '`` escaped)."""
+    return html.escape(str(value), quote=True)
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON to embed in a ``<script>`` block: ``<``, ``>``, ``&``, U+2028 and U+2029
+    only ever appear as ``\\u`` escapes, so no string can close the block or open a comment."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
 
 
 # ------------------------------------------------------------------------------------------
@@ -107,12 +127,12 @@ def summary_table_html(runs: list[ReportRun]) -> str:
                 cells.append(f'<td class="num{" best" if bold else ""}">{v:.4f}</td>')
             else:
                 cells.append('<td class="num">&ndash;</td>')
-        run_cell = f"<td>{html.escape(r.name)}</td>" if multi else ""
-        body.append(f"<tr>{run_cell}<td>{html.escape(r.display.get(model, model))}</td>"
-                    f'<td title="{html.escape(spec)}">{html.escape(group)}</td>'
-                    f'<td class="num">{m.get("n_samples", "")}</td>{"".join(cells)}</tr>')
-    head = "".join(f'<th title="{html.escape(c)}: {"higher" if higher.get(c, True) else "lower"} is better">'
-                   f'{html.escape(c.replace("_", " "))} {"&uarr;" if higher.get(c, True) else "&darr;"}</th>'
+        run_cell = f"<td>{html_text(r.name)}</td>" if multi else ""
+        body.append(f"<tr>{run_cell}<td>{html_text(r.display.get(model, model))}</td>"
+                    f'<td title="{html_text(spec)}">{html_text(group)}</td>'
+                    f'<td class="num">{html_text(m.get("n_samples", ""))}</td>{"".join(cells)}</tr>')
+    head = "".join(f'<th title="{html_text(c)}: {"higher" if higher.get(c, True) else "lower"} is better">'
+                   f'{html_text(c.replace("_", " "))} {"&uarr;" if higher.get(c, True) else "&darr;"}</th>'
                    for c in cols)
     run_head = "<th>run</th>" if multi else ""
     return (f'<table class="summary"><thead><tr>{run_head}<th>model</th><th>group</th><th>samples</th>{head}</tr></thead>'
@@ -128,11 +148,11 @@ def _run_list_html(runs: list[ReportRun]) -> str:
     for r in runs:
         finished = r.rec.info.get("finished")
         items.append(
-            f"<li><b>{html.escape(r.name)}</b>: {html.escape(r.task.name)}, {r.rec.summary.get('n_samples', '?')} "
-            f"samples of <code>{html.escape(str(r.data.get('source', '?')))}</code>, models "
-            f"{html.escape(', '.join(r.display[m] for m in r.models))}; groups "
-            f"{html.escape(', '.join(str(p['spec']) for p in r.rec.plots.values()))}"
-            f"{' (finished ' + html.escape(str(finished)) + ')' if finished else ''}</li>")
+            f"<li><b>{html_text(r.name)}</b>: {html_text(r.task.name)}, {html_text(r.rec.summary.get('n_samples', '?'))} "
+            f"samples of <code>{html_text(r.data.get('source', '?'))}</code>, models "
+            f"{html_text(', '.join(r.display[m] for m in r.models))}; groups "
+            f"{html_text(', '.join(str(p['spec']) for p in r.rec.plots.values()))}"
+            f"{' (finished ' + html_text(finished) + ')' if finished else ''}</li>")
     return "".join(items)
 
 
@@ -142,11 +162,11 @@ def render_html(data: dict[str, Any], runs: list[ReportRun], title: str) -> str:
         raise OptionError("nero report needs plotly: pip install 'nero[report]' (or pip install plotly)")
     template = resources.files("nero_cli").joinpath(TEMPLATE).read_text(encoding="utf-8")
     plotly_js = get_plotlyjs().replace("</script", "<\\/script")
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    payload = script_json(data)
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     parts = {
-        "TITLE": html.escape(title),
-        "GENERATED": html.escape(f"nero {__version__}, {generated}"),
+        "TITLE": html_text(title),
+        "GENERATED": html_text(f"nero {__version__}, {generated}"),
         "RUNS": _run_list_html(runs),
         "SUMMARY_TABLE": summary_table_html(runs),
     }
@@ -240,19 +260,26 @@ def _open_runs(paths: list[Path], out: Path) -> list[ReportRun]:
 
 
 def _write_folder(out: Path, page: str, figures: Callable[[Path], Any] | None) -> None:
-    """``report.html`` (and ``figures/``) written under a temporary sibling name, renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    """``report.html`` (and ``figures/``) written under a unique temporary sibling name, the manifest
+    ``report.json`` (listing every file, so a later ``--overwrite`` can prove the folder is nero's)
+    last, then swapped into place (:func:`nero_cli.outdir.commit`). The caller holds ``out``'s claim."""
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         umask = os.umask(0o022)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary directory
         (tmp / "report.html").write_text(page, encoding="utf-8")
         if figures is not None:
             figures(tmp / "figures")
-        commit_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_json(tmp / "report.json", {"written_by": "nero", "version": __version__,
+                                         "files": sorted({*listing(tmp), "report.json"})})
+        commit(tmp, out, "report")
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in IO_ERRORS:
+            raise io_error(exc, tmp or out.parent) from None
         raise
 
 
@@ -267,8 +294,9 @@ def report_run(run_dirs: Sequence[Path | str], out: Path | str, overwrite: bool 
                progress: Callable[[str], None] | None = None) -> Path:
     """Build the report of ``run_dirs`` in the directory ``out``; return the path of ``report.html``.
 
-    ``out`` is written under a temporary sibling name and renamed into place when complete;
-    an existing non-empty ``out`` is replaced only with ``overwrite``. ``max_samples`` caps
+    ``out`` is held exclusively for the whole command, written under a temporary sibling name and
+    swapped into place when complete; an existing non-empty ``out`` is replaced only with
+    ``overwrite``, and only when it is a report nero wrote (:mod:`nero_cli.outdir`). ``max_samples`` caps
     the samples per data set in the reduction view (evenly spaced by id), ``metrics`` limits
     the metrics offered (default: every plot metric of each task), ``reductions`` is a list or
     comma list of :data:`~nero_cli.report_media.REDUCTIONS` (default: every available one;
@@ -282,14 +310,14 @@ def report_run(run_dirs: Sequence[Path | str], out: Path | str, overwrite: bool 
     out = Path(out)
     runs = _open_runs([Path(p) for p in run_dirs], out)
     methods = parse_reductions(reductions)
-    check_out_dir(out, overwrite)
-    name_runs(runs)
-    data = build_report_data(runs, max_samples=max_samples, metrics=list(metrics) if metrics else None,
-                             reductions=methods, thumbnails=thumbnails, seed=seed, warn=warn, progress=progress)
-    if not data["views"]:
-        raise NeroError("these runs hold no group with rows in results.csv; nothing to report")
-    page = render_html(data, runs, title if title is not None else "NERO report: " + ", ".join(r.name for r in runs))
-    _write_folder(out, page, (lambda d: write_figures(runs, data, d, warn)) if figures else None)
+    with claim(out, "report", overwrite, protect=[r.path for r in runs]):
+        name_runs(runs)
+        data = build_report_data(runs, max_samples=max_samples, metrics=list(metrics) if metrics else None,
+                                 reductions=methods, thumbnails=thumbnails, seed=seed, warn=warn, progress=progress)
+        if not data["views"]:
+            raise NeroError("these runs hold no group with rows in results.csv; nothing to report")
+        page = render_html(data, runs, title if title is not None else "NERO report: " + ", ".join(r.name for r in runs))
+        _write_folder(out, page, (lambda d: write_figures(runs, data, d, warn)) if figures else None)
     return out / "report.html"
 
 

@@ -37,6 +37,10 @@ from .shard import (canonical_order, chunk_samples, distributed, finish_distribu
 from .summary import aggregate, summarise
 
 
+#: Version of summary.json's layout and key names (2: worst_element_*, robust_*, no mean_confidence).
+SCHEMA_VERSION = 2
+
+
 @dataclass
 class RunResult:
     out: Path
@@ -88,6 +92,7 @@ def tabulate(p: Prepared, ev: Evaluation) -> tuple[pd.DataFrame, dict[str, Any]]
     """The aggregate curves and the summary of an evaluation's table."""
     agg = aggregate(ev.table, ev.param_columns, p.task, p.class_names)
     summary = {
+        "schema_version": SCHEMA_VERSION,
         "task": p.task.name,
         "reference": ev.reference,
         "n_samples": int(ev.table["sample"].nunique()),

@@ -191,7 +191,9 @@ class RunRecord:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, low_memory=False)
+        # names stay as written ("NA", "nan", "01" are model or class names); empty cells are missing numbers
+        return pd.read_csv(path, low_memory=False, dtype={"model": str, "group": str, "class": str},
+                           keep_default_na=False, na_values=[""])
     except FileNotFoundError:
         raise OutputError(f"{path.parent}: no {path.name}; not a complete nero run directory "
                           f"(rerun 'nero evaluate ... --out {path.parent}')") from None

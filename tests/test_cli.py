@@ -73,7 +73,7 @@ def test_augmented_model_beats_plain_over_the_rotation_orbit(demo_run):
     assert m["mnist-cnn"]["rotation"]["accuracy"] > 0.9
     for model in s["models"]:
         for g in ("rotation", "shift", "scale"):
-            keys = {"accuracy", "orbit_accuracy", "worst_case_accuracy", "mean_confidence", "equivariance_error",
+            keys = {"accuracy", "orbit_accuracy", "robust_accuracy", "orbit_confidence", "equivariance_error",
                     "max_equivariance_error", "orbit_spread"}
             assert keys <= set(m[model][g])
 
@@ -116,14 +116,18 @@ def test_overwrite_guard(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    r = run("evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation:step=90", "--limit", "3",
-            "--out", out, "--quiet")
-    assert r.exit_code == 5 and "--overwrite" in r.stderr
+    args = ["evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation:step=90", "--limit", "3",
+            "--quiet", "--plot-samples", "none"]
+    r = run(*args, "--out", out, "--overwrite")
+    assert r.exit_code == 5 and "did not write" in r.stderr  # a user's file is never replaced, not even with --overwrite
     assert (out / "keep.txt").exists()
-    r = run("evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation:step=90", "--limit", "3",
-            "--out", out, "--quiet", "--overwrite", "--plot-samples", "none")
+    (out / "keep.txt").unlink()
+    assert run(*args, "--out", out).exit_code == 0  # an empty folder is fine
+    r = run(*args, "--out", out)
+    assert r.exit_code == 5 and "--overwrite" in r.stderr  # a nero run is replaced only when asked
+    r = run(*args, "--out", out, "--overwrite")
     assert r.exit_code == 0, r.stderr
-    assert not (out / "keep.txt").exists() and (out / "results.csv").exists()
+    assert (out / "results.csv").exists()
 
 
 def test_list_commands():

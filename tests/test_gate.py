@@ -59,6 +59,15 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
+def reseal(run: Path) -> None:
+    """Record an edited results.csv's checksum and row count in run.json, as nero would have written them."""
+    from nero_cli.model_formats import sha256_file
+
+    info = json.loads((run / "run.json").read_text())
+    info.update(results_sha256=sha256_file(run / "results.csv"), n_rows=len(pd.read_csv(run / "results.csv")))
+    (run / "run.json").write_text(json.dumps(info))
+
+
 # -- thresholds ------------------------------------------------------------------------
 
 
@@ -79,7 +88,7 @@ def test_failing_threshold_exits_1_and_says_why(runs):
 
 
 @pytest.mark.parametrize("option,metric,bound", [("--min-orbit-accuracy", "orbit_accuracy", "min"),
-                                                 ("--min-worst-case-accuracy", "worst_case_accuracy", "min"),
+                                                 ("--min-robust-accuracy", "robust_accuracy", "min"),
                                                  ("--max-orbit-spread", "orbit_spread", "max"),
                                                  ("--max-equivariance-error", "equivariance_error", "max")])
 def test_fixed_options_read_the_right_metric(runs, option, metric, bound):
@@ -162,7 +171,7 @@ def test_bad_keys(runs, check, message):
 def test_unknown_metric_suggests_and_lists_valid_names(runs):
     line = one_error_line(gate(runs["current"], "--check", "rotation.max-equivarance-error=0.1"))
     assert "unknown metric 'equivarance-error'" in line and "did you mean 'equivariance-error'?" in line
-    for valid in ("orbit-accuracy", "worst-case-accuracy", "orbit-spread", "max-equivariance-error"):
+    for valid in ("orbit-accuracy", "robust-accuracy", "orbit-spread", "max-equivariance-error"):
         assert valid in line
 
 
@@ -309,6 +318,7 @@ def test_independent_resampling_and_single_model_pairing(runs, tmp_path):
     t = pd.read_csv(other / "results.csv")
     t = t[t["sample"] != t["sample"].min()].assign(model="aug")  # other samples, other name
     t.to_csv(other / "results.csv", index=False)
+    reseal(other)
     s = summary(other)
     s["models"] = ["aug"]
     s["metrics"] = {"aug": s["metrics"]["m"]}

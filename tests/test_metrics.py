@@ -67,8 +67,8 @@ def test_summary_hand_computed():
     s = summarise(_toy_table(), CLS)["m"]["rotation"]
     assert s["accuracy"] == 1.0
     assert s["orbit_accuracy"] == pytest.approx(5 / 6)
-    assert s["worst_case_accuracy"] == 0.5  # sample 0 fails at 240
-    assert s["mean_confidence"] == pytest.approx(np.mean([0.9, 0.6, 0.3, 0.8, 0.8, 0.7]))
+    assert s["robust_accuracy"] == 0.5  # sample 0 fails at 240
+    assert "mean_confidence" not in s and s["orbit_confidence"] == pytest.approx(np.mean([0.9, 0.6, 0.3, 0.8, 0.8, 0.7]))
     assert s["equivariance_error"] == pytest.approx(1.1 / 6)
     assert s["max_equivariance_error"] == pytest.approx(0.6)
     # aggregate confidence curve: [0.85, 0.7, 0.5] -> spread 0.35

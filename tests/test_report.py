@@ -31,7 +31,7 @@ def page_data(html_path: Path) -> dict:
     text = html_path.read_text(encoding="utf-8")
     m = re.search(r'<script id="nero-data" type="application/json">(.*?)</script>', text, re.S)
     assert m, "no embedded data"
-    return json.loads(m.group(1).replace("<\\/", "</"))
+    return json.loads(m.group(1))  # the data block holds no "<" (written as \u003c)
 
 
 def decode(b64: str, dtype: str) -> np.ndarray:
@@ -240,7 +240,7 @@ def test_refuses_incomplete_or_missing_runs(runs, tmp_path):
         bad = tmp_path / f"no-{missing}"
         shutil.copytree(runs["a"], bad)
         (bad / missing).unlink()
-        _one_line_error(run("report", bad, "--out", out), f"no {missing}")
+        _one_line_error(run("report", bad, "--out", out), str(bad / missing) if missing == "results.csv" else f"no {missing}")
     running = tmp_path / "running"
     shutil.copytree(runs["a"], running)
     info = json.loads((running / "run.json").read_text())
@@ -256,16 +256,28 @@ def test_refuses_incomplete_or_missing_runs(runs, tmp_path):
 
 
 def test_overwrite_guard(runs, tmp_path):
+    """A report nero wrote is replaced only with --overwrite; a folder of the user's files never is,
+    and the message does not suggest --overwrite for it."""
+    def args(out):
+        return ["report", runs["a"], "--out", out, "-q", "--reduction", "pca", "--no-figures", "--no-thumbnails"]
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    for extra in ([], ["--overwrite"]):
+        r = run(*args(mine), *extra)
+        _one_line_error(r, "keep.txt", "never replaces")
+        assert "--overwrite" not in r.stderr
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"] and (mine / "keep.txt").read_text() == "x"
     out = tmp_path / "rep"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    args = ["report", runs["a"], "--out", out, "-q", "--reduction", "pca", "--no-figures", "--no-thumbnails"]
-    r = run(*args)
-    assert r.exit_code != 0 and "--overwrite" in r.stderr
-    assert (out / "keep.txt").exists()
-    r = run(*args, "--overwrite")
+    assert run(*args(out)).exit_code == 0
+    assert json.loads((out / "report.json").read_text())["files"] == ["report.html", "report.json"]
+    (out / "report.html").write_text("old")
+    _one_line_error(run(*args(out)), "--overwrite")
+    assert (out / "report.html").read_text() == "old"
+    r = run(*args(out), "--overwrite")
     assert r.exit_code == 0, r.stderr
-    assert not (out / "keep.txt").exists() and (out / "report.html").exists()
+    assert (out / "report.html").read_text() != "old" and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "rep"]
 
 
 # ------------------------------------------------------------------------------------------- the browser

@@ -44,10 +44,10 @@ CONSENSUS = Column("consensus", lambda c: _expand(c["consensus"], c["pred"]),
                    "argmax of the softmax averaged over the orbit")
 CONFIDENCE = metric("confidence", lambda c: M.class_confidence(c["probs"], c["ref"]),
                     label="confidence of reference class", unit="probability", higher=True,
-                    doc="softmax probability of the reference class", extra=(("mean_confidence", "orbit"),))
+                    doc="softmax probability of the reference class")
 ACCURACY = metric("accuracy", lambda c: c["pred"] == c["ref"][None], label="accuracy", unit="fraction",
                   higher=True, source="correct", doc="whether the prediction equals the reference class",
-                  extra=(("worst_case_accuracy", "all"),))
+                  extra=(("robust_accuracy", "all"),))
 CORRECT = Column("correct", ACCURACY.row, ACCURACY.doc)
 TV_ERROR = metric("equivariance_error",
                   lambda c: M.total_variation(c["probs"], c["probs"][c["identity"] : c["identity"] + 1]),
@@ -59,7 +59,7 @@ _COMMON = dict(
     input_kind="image", output="invariant", score=score_logits, check=check_labels,
     columns=(PREDICTION, REFERENCE, CONFIDENCE, CORRECT, CONSENSUS, TV_ERROR),
     metrics=(CONFIDENCE, ACCURACY, TV_ERROR), plot_metrics=("confidence", "accuracy", "equivariance_error"),
-    table_columns=("accuracy", "orbit_accuracy", "worst_case_accuracy", "mean_confidence", "equivariance_error",
+    table_columns=("accuracy", "orbit_accuracy", "robust_accuracy", "orbit_confidence", "equivariance_error",
                    "orbit_spread"),
 )
 

@@ -61,8 +61,7 @@ def _prediction(c: Mapping[str, Any]) -> torch.Tensor:
 PREDICTION = Column("prediction", _prediction, "class of the prediction that best matches the key object (-1: none)")
 REFERENCE = Column("reference", lambda c: c["key_cls"][None].expand(c["eq"].shape[0], -1), "class of the key object")
 CONFIDENCE = metric("confidence", _best("score"), label="confidence", unit="score", higher=True,
-                    doc="score of the prediction that best matches the key object",
-                    extra=(("mean_confidence", "orbit"),))
+                    doc="score of the prediction that best matches the key object")
 IOU = metric("iou", _best("iou"), label="IoU", unit="IoU", higher=True,
              doc="IoU of the best-matching prediction with the key object's box")
 CONF_IOU = metric("conf_iou", lambda c: c["best"]["score"] * c["best"]["iou"], label="confidence × IoU",
@@ -70,7 +69,7 @@ CONF_IOU = metric("conf_iou", lambda c: c["best"]["score"] * c["best"]["iou"], l
 ACCURACY = metric("accuracy", lambda c: c["best"]["valid"] & (c["best"]["class"] == c["key_cls"][None]),
                   label="accuracy", unit="fraction", higher=True, source="correct",
                   doc="whether the best-matching prediction has the key object's class",
-                  extra=(("worst_case_accuracy", "all"),))
+                  extra=(("robust_accuracy", "all"),))
 PRECISION = metric("precision", _prf("precision"), label="precision at IoU 0.5", unit="fraction", higher=True,
                    doc="true positives / predictions with score ≥ the score threshold, matched at IoU ≥ 0.5")
 RECALL = metric("recall", _prf("recall"), label="recall at IoU 0.5", unit="fraction", higher=True,
@@ -93,5 +92,5 @@ DETECTION = TaskRecord(
     plot_metrics=("iou", "confidence", "conf_iou", "accuracy", "f1", "equivariance_error"),
     groups=("shift", "scale", "rotation"), default_groups=("shift",),
     probe_shapes=((1, 64, 64), (3, 64, 64), (1, 28, 28), (3, 224, 224)), truth="boxes",
-    table_columns=("iou", "orbit_iou", "worst_iou", "orbit_accuracy", "orbit_f1", "equivariance_error"),
+    table_columns=("iou", "orbit_iou", "worst_element_iou", "orbit_accuracy", "orbit_f1", "equivariance_error"),
 )

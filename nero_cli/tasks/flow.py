@@ -52,6 +52,6 @@ FLOW = TaskRecord(
     prepare=prepare_flow, score=score_flow, columns=(AEE, RMSE, FIELD_ERROR), metrics=(AEE, RMSE, FIELD_ERROR),
     plot_metrics=("aee", "rmse", "equivariance_error"), groups=("d4", "d4t", "rotation"), default_groups=("d4t",),
     probe_shapes=((2, 32, 32), (6, 32, 32), (2, 64, 64), (6, 224, 224)), truth="flow",
-    table_columns=("aee", "orbit_aee", "worst_aee", "orbit_rmse", "equivariance_error", "max_equivariance_error"),
+    table_columns=("aee", "orbit_aee", "worst_element_aee", "orbit_rmse", "equivariance_error", "max_equivariance_error"),
     pixel_map=flow_error_map, pixel_map_label="endpoint error (px)", thumbnail=first_frame,
 )

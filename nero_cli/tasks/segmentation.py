@@ -111,7 +111,7 @@ SEGMENTATION = TaskRecord(
     plot_metrics=("mean_iou", "pixel_accuracy", "equivariance_error", "probability_error"),
     groups=("rotation", "shift", "scale", "d4"), default_groups=("rotation", "d4"),
     probe_shapes=((1, 28, 28), (3, 64, 64), (3, 224, 224)), truth="masks",
-    table_columns=("mean_iou", "orbit_mean_iou", "worst_mean_iou", "orbit_pixel_accuracy", "equivariance_error",
+    table_columns=("mean_iou", "orbit_mean_iou", "worst_element_mean_iou", "orbit_pixel_accuracy", "equivariance_error",
                    "probability_error"),
     pixel_map=disagreement_map, pixel_map_label="disagreement with the reference (0/1)", max_chunk_samples=16,
 )
