@@ -7,17 +7,19 @@ consume this table. Nothing here prints or writes files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from orbits import OrbitSpec
+from orbits.spec import PLANAR_INPUTS
 
 from . import __version__
 from .cache import make_key
 from .errors import OptionError
+from .resampling import coverage, inexact, round_trip
 from .runner import ModelRunner
 from .tasks import Chunk, TaskRecord
 from .tasks.base import scored_columns
@@ -116,7 +118,8 @@ class Sweep:
         return {"model": m.sha256, "format": m.format, "source": m.source, "data": self.data_key,
                 "spec": plan.spec.canonical, "label": plan.label, "task": self.task.name, "reference": self.reference,
                 "normalize": runner.normalize, "batch_size": self.batch_size, "device": str(runner.device),
-                "options": self.options, "params": self.params, "nero": __version__}
+                "options": self.options, "params": self.params, "columns": [c.name for c in self.task.columns],
+                "nero": __version__}
 
     def block(self, runner: ModelRunner, plan: OrbitPlan) -> pd.DataFrame:
         """The rows of one model over one orbit: from the cache, or evaluated chunk by chunk."""
@@ -174,7 +177,10 @@ class Sweep:
                 if s0 == 0 and task.check is not None:
                     task.check(outputs, data, runner.name)
                 chunk = self.chunk(plan, output, s0, x.shape[0])
-                done = pd.DataFrame(scored_columns(task, task.score(output.pull_back(outputs, range(g)), chunk)))
+                ctx = task.score(output.pull_back(outputs, range(g)), chunk)
+                if task.input_kind in PLANAR_INPUTS:
+                    ctx = {**ctx, **self._resampling(runner, x, plan, action, outputs, chunk, ctx, per_pass)}
+                done = pd.DataFrame(scored_columns(task, ctx))
                 if ckey is not None:
                     self.chunks.put(ckey, done)
             elif self.progress:
@@ -182,6 +188,19 @@ class Sweep:
             for c in cols:
                 cols[c].append(done[c].to_numpy())
         return {c: np.concatenate(v) for c, v in cols.items()}
+
+    def _resampling(self, runner: ModelRunner, x: torch.Tensor, plan: OrbitPlan, action: Any,
+                    outputs: torch.Tensor, chunk: Chunk, ctx: Mapping[str, Any], per_pass: int) -> dict[str, Any]:
+        """The floor, the excess over it and the coverage of one chunk (see :mod:`nero_cli.resampling`)."""
+        task, g, size = self.task, len(plan.group), self.data.size
+        eq = task.metric("equivariance_error").row
+        trip = outputs[chunk.identity : chunk.identity + 1].expand_as(outputs).clone()  # exact elements: f(x)
+        todo = inexact(action, g)
+        if todo:
+            trip[todo] = runner.orbit(x, round_trip(plan.spec, size), todo, per_pass, task.prepare)
+        floor = eq(task.score(trip, chunk)).double()
+        return {"floor": floor, "excess": (eq(ctx).double() - floor).clamp_min(0),
+                "coverage": coverage(x, plan.spec, size)}
 
     def chunk(self, plan: OrbitPlan, output: Any, s0: int, b: int) -> Chunk:
         labels = self.data.labels

@@ -41,6 +41,7 @@ REDUCTIONS: dict[str, Reduction] = {r.name: r for r in (
     Reduction("all", "robust_{m}", "share of samples for which {m} holds at every orbit element (correct under "
               "every transformation of the grid)"),
     Reduction("max", "max_{m}", "largest {m} over every sample and orbit element"),
+    Reduction("min", "min_{m}", "smallest {m} over every sample and orbit element"),
     Reduction("spread", "orbit_spread", "max minus min of the aggregate curve of {m}, the task's primary metric"),
 )}
 
@@ -162,8 +163,8 @@ class Stats:
                 out = (c.max(-1) - c.min(-1)) if reduction == "spread" else (c.min(-1) if higher else c.max(-1))
             elif reduction == "all":
                 out = self.all_sum / weight
-            elif reduction == "max":
-                out = np.asarray(self.max, dtype=np.float64)
+            elif reduction in ("max", "min"):
+                out = np.asarray(self.max if reduction == "max" else self.min, dtype=np.float64)
             else:
                 raise KeyError(f"unknown reduction {reduction!r}")
             out = np.where(weight > 0, out, np.nan)

@@ -163,7 +163,10 @@ def _class_names(task: TaskRecord, dataset: Dataset, runners: list[ModelRunner])
         return names
     with torch.inference_mode():
         for r in runners:
-            k = int(task.prepare(r(dataset.inputs[:1]), 1, r.name).shape[-1])
+            try:
+                k = int(task.prepare(r(dataset.inputs[:1]), 1, r.name).shape[-1])
+            except ModelError:
+                continue  # a model that fails on the data is reported by the sweep, with its own message
             if len(names) == k:
                 continue
             has = f"has {k} classes (logits (N, {k}))"

@@ -31,6 +31,7 @@ from .merge import merged_run
 from .outdir import check_target, claim, commit, discard, listing
 from .prepare import Prepared, estimate_seconds, parse_normalize, prepare, resolve_batch_size
 from .run_plots import parse_plot_samples, write_plots
+from .resampling import coverage_warnings
 from .runner import LONG_RUN_SECONDS
 from .shard import (canonical_order, chunk_samples, distributed, finish_distributed, gather_tables, parse_shard,
                     shard_positions)
@@ -85,6 +86,7 @@ def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256
         if bar:
             bar.close()
     agg, summary = tabulate(p, ev)
+    p.warnings += coverage_warnings(summary)
     return ev, agg, summary
 
 

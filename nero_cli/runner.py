@@ -125,16 +125,18 @@ class ModelRunner:
         except Exception as exc:  # noqa: BLE001 - the user's model failed on our input
             raise ModelError(forward_failure(self.model, tuple(x.shape), exc)) from None
 
-    def orbit(self, x: torch.Tensor, action: Callable[[torch.Tensor, Sequence[int]], torch.Tensor], n_elements: int,
-              per_pass: int, prepare: Callable[[Any, int, str], torch.Tensor],
+    def orbit(self, x: torch.Tensor, action: Callable[[torch.Tensor, Sequence[int]], torch.Tensor],
+              elements: int | Sequence[int], per_pass: int, prepare: Callable[[Any, int, str], torch.Tensor],
               progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Outputs ``(G, B, ...)`` on every element of the orbit of ``x`` ``(B, ...)``, ``per_pass``
-        elements per forward pass, each checked by the task's ``prepare``."""
+        """Outputs ``(G, B, ...)`` on the orbit of ``x`` ``(B, ...)`` (``elements``: a count, for the
+        whole grid, or the element indices), ``per_pass`` elements per forward pass, each checked
+        by the task's ``prepare``."""
         b = x.shape[0]
+        todo = list(range(elements)) if isinstance(elements, int) else list(elements)
         outs = []
         with torch.inference_mode():
-            for e0 in range(0, n_elements, per_pass):
-                idx = list(range(e0, min(n_elements, e0 + per_pass)))
+            for e0 in range(0, len(todo), per_pass):
+                idx = todo[e0 : e0 + per_pass]
                 xb = action(x, idx)
                 out = prepare(self(xb.reshape(len(idx) * b, *xb.shape[2:])), len(idx) * b, self.name)
                 outs.append(out.reshape(len(idx), b, *out.shape[1:]))

@@ -69,13 +69,14 @@ def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = 
     a time (``weights``: ``(S,)``, or ``(R, S)`` for R bootstrap resamples at once)."""
     g = int(t["element"].nunique())
     ident = int(t.loc[t["identity"].to_numpy(dtype=bool), "element"].iloc[0])
-    cols = {m.column: t[m.column].to_numpy() for m in task.metrics}
+    present = tuple(m for m in task.metrics if m.column in t)  # a table may lack optional columns
+    cols = {m.column: t[m.column].to_numpy() for m in present}
     stats = BlockStats(g, ident)
     n = len(t) // g
     for s0 in range(0, n, STATS_CHUNK):
         s1 = min(n, s0 + STATS_CHUNK)
         part = {c: v[s0 * g : s1 * g] for c, v in cols.items()}
-        stats.update(part, task.metrics, None if weights is None else weights[..., s0:s1])
+        stats.update(part, present, None if weights is None else weights[..., s0:s1])
     return stats
 
 

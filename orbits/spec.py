@@ -25,6 +25,8 @@ IMAGE_ACTION_OPTIONS: tuple[Option, ...] = (
     Option("interp", str, "bilinear", "interpolation for non-exact elements", ("bilinear", "nearest")),
     Option("padding", str, "zeros", "what enters from outside the image", ("zeros", "border", "reflection")),
     Option("mask", str, "none", "circle: zero outside the inscribed disc, on every element", ("none", "circle")),
+    Option("antialias", int, 1, "non-exact elements: average K x K samples per pixel (area resampling)",
+           bounds=(1, 16)),
 )
 
 
@@ -128,6 +130,8 @@ def _convert(option: Option, raw: str, group: str) -> Any:
         raise SpecError(f"{group}: {option.name}={raw!r} is not an option; {_suggest(raw, list(option.choices))}")
     if isinstance(value, float) and value != value:
         raise SpecError(f"{group}: '{option.name}' must be a number, got NaN")
+    if option.bounds is not None and not option.bounds[0] <= value <= option.bounds[1]:
+        raise SpecError(f"{group}: '{option.name}' must be from {option.bounds[0]:g} to {option.bounds[1]:g}, got {raw}")
     return value
 
 

@@ -42,7 +42,7 @@ def test_classification_score_columns():
         [[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]],   # element 1
     ]))
     chunk = Chunk(identity=0, reference="labels", labels=torch.tensor([0, 2]), targets={}, output=None, spec=None)
-    cols = scored_columns(CLS, CLS.score(logits, chunk))
+    cols = scored_columns(CLS, CLS.score(logits, chunk), resampling=False)
     # rows are sample-major: (s0,e0), (s0,e1), (s1,e0), (s1,e1)
     assert cols["prediction"].tolist() == [0, 1, 2, 2]
     assert cols["correct"].tolist() == [True, False, True, True]

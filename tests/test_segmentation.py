@@ -54,7 +54,7 @@ def test_metrics_hand_computed_on_a_2x2_image():
     p = torch.zeros(8, 1, 2, 2, 2, dtype=torch.float64)
     p[:, :, 0] = 1.0  # every element predicts class 0 everywhere ...
     p[3, 0, :, 0, 0], p[3, 0, :, 0, 1] = torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0])  # ... but element 3 flips the top row
-    cols = scored_columns(SEG, score_probs(p, chunk))
+    cols = scored_columns(SEG, score_probs(p, chunk), resampling=False)
     # identity: labels [[0,0],[0,0]] vs mask [[0,1],[1,-]]: 1 of 3 scored pixels right
     assert cols["pixel_accuracy"][0] == pytest.approx(1 / 3)
     # element 3: labels [[1,1],[0,0]]: right at (0,1) only -> 1/3; IoU class 0: {(1,0)?} ...
@@ -74,7 +74,7 @@ def test_consensus_is_the_per_pixel_majority_vote():
     p[5:, :, 0] = 1.0
     ctx = score_probs(p, chunk)
     assert ctx["ref"].tolist() == [[[1, 1], [1, 1]]]
-    assert scored_columns(SEG, ctx)["pixel_accuracy"].tolist() == [1.0] * 5 + [0.0] * 3
+    assert scored_columns(SEG, ctx, resampling=False)["pixel_accuracy"].tolist() == [1.0] * 5 + [0.0] * 3
 
 
 @pytest.mark.parametrize("group", ["d4", "rotation:step=90", "shift:extent=3,step=1"])

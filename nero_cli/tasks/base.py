@@ -18,7 +18,7 @@ from orbits.outputs import OutputType
 
 from .. import data as _data
 from ..errors import ModelError
-from ..measures import Column, Metric, SummaryKey, summary_keys
+from ..measures import Column, Metric, SummaryKey, metric, summary_keys
 
 
 @dataclass
@@ -39,6 +39,27 @@ class Chunk:
 
 
 Score = Callable[[torch.Tensor, Chunk], Mapping[str, Any]]
+
+
+def _ctx(key: str):  # noqa: ANN202
+    return lambda c: c[key]
+
+
+#: Columns the core adds to every task on images or frames (see :mod:`nero_cli.resampling`).
+RESAMPLING = (
+    metric("coverage", _ctx("coverage"), label="coverage", unit="fraction", higher=True, standard=False,
+           doc="share of the input's content (its mass above the background) that the element keeps in frame",
+           extra=(("coverage", "orbit"), ("min_coverage", "min"))),
+    metric("floor", _ctx("floor"), label="resampling floor", unit="as equivariance_error", higher=False,
+           standard=False, range=None,
+           doc="the model's equivariance error on the round trip g⁻¹·(g·x) against x: what resampling alone "
+               "causes (0 on elements exact on the pixel grid)",
+           extra=(("equivariance_error_floor", "orbit"),)),
+    metric("excess_equivariance_error", _ctx("excess"), label="equivariance error above the floor",
+           unit="as equivariance_error", higher=False, standard=False, range=None,
+           doc="max(equivariance_error − floor, 0): the error the model adds to what resampling causes",
+           extra=(("excess_equivariance_error", "orbit"), ("max_excess_equivariance_error", "max"))),
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,11 @@ class TaskRecord:
     max_chunk_samples: int | None = None
     #: ``input (C, H, W) or (P, 3) -> thumbnail`` for plots and the report.
     thumbnail: Callable[[np.ndarray], np.ndarray] = lambda x: x
+
+    def __post_init__(self) -> None:
+        if self.input_kind in ("image", "frames"):  # resampled inputs: coverage, floor and excess columns
+            object.__setattr__(self, "columns", (*self.columns, *RESAMPLING))
+            object.__setattr__(self, "metrics", (*self.metrics, *RESAMPLING))
 
     @property
     def primary(self) -> str:
@@ -153,9 +179,10 @@ def checked(out: torch.Tensor, task: str, model_name: str, n: int, ndim: int, ex
     return out
 
 
-def scored_columns(task: TaskRecord, context: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Every column of ``task`` from one chunk's scoring context, as sample-major arrays."""
-    return {c.name: rows(c.row(context)) for c in task.columns}
+def scored_columns(task: TaskRecord, context: Mapping[str, Any], resampling: bool = True) -> dict[str, np.ndarray]:
+    """Every column of ``task`` from one chunk's scoring context, as sample-major arrays
+    (``resampling=False``: the task's own columns only, without those of :data:`RESAMPLING`)."""
+    return {c.name: rows(c.row(context)) for c in task.columns if resampling or c not in RESAMPLING}
 
 
 def first_frame(x: np.ndarray) -> np.ndarray:
