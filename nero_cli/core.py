@@ -76,6 +76,12 @@ def chunk_sizes(n_samples: int, n_elements: int, batch_size: int, max_samples: i
     return samples, elements
 
 
+def element_weights(plan: OrbitPlan) -> list[float] | None:
+    """The grid's per-element weights of orbit means, or None when every element is distinct."""
+    w = plan.group.element_weights() if hasattr(plan.group, "element_weights") else None
+    return None if w is None or bool((w == 1).all()) else [float(v) for v in w]
+
+
 def param_columns(plans: Sequence[OrbitPlan]) -> list[str]:
     """Every group's parameter columns, in order of first appearance."""
     cols: list[str] = []

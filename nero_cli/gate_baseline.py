@@ -49,6 +49,8 @@ class _Block:
 
     rows: pd.DataFrame
     samples: np.ndarray
+    #: The group's per-element weights of orbit means (run.json), None for equal weights.
+    elements: Any = None
 
 
 def _blocks(run: RunRecord) -> dict[tuple[str, str], _Block]:
@@ -58,7 +60,8 @@ def _blocks(run: RunRecord) -> dict[tuple[str, str], _Block]:
         if n_ident != 1:
             raise OutputError(f"{run.path / 'results.csv'}: {model} / {group} has {n_ident} identity elements, "
                               f"expected 1; the run directory is damaged, rerun 'nero evaluate'")
-        out[(model, group)] = _Block(rows, np.unique(rows["sample"].to_numpy()))
+        out[(model, group)] = _Block(rows, np.unique(rows["sample"].to_numpy()),
+                                     run.plots.get(group, {}).get("element_weights"))
     return out
 
 
@@ -138,7 +141,7 @@ class _Comparison:
     def values(self, block: _Block, weights: np.ndarray | None = None) -> dict[str, Any]:
         """Every compared summary key of one block, its samples weighted by ``weights`` (``(S,)``, or
         ``(R, S)`` for R resamples at once)."""
-        return block_stats(block.rows, self.task, weights).compute(self.keys)
+        return block_stats(block.rows, self.task, weights, block.elements).compute(self.keys)
 
     def worsening(self, value: float, base_value: float, key: str) -> float:
         return base_value - value if self.keys[key].higher_is_better else value - base_value

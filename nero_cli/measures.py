@@ -150,12 +150,16 @@ class Stats:
     def curve(self) -> np.ndarray:
         return self.elem_sum / np.asarray(self.weight)[..., None]
 
-    def compute(self, reduction: str, identity: int, higher: bool) -> Any:
-        """One reduction: a float, or ``(R,)`` values for a weight matrix (NaN where nothing is weighted)."""
+    def compute(self, reduction: str, identity: int, higher: bool, elements: np.ndarray | None = None) -> Any:
+        """One reduction: a float, or ``(R,)`` values for a weight matrix (NaN where nothing is weighted).
+        ``elements``: per-element weights of the orbit mean (a grid that repeats a group element
+        weights each copy by 1/multiplicity, so each distinct element counts once)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             weight = np.asarray(self.weight, dtype=np.float64)
             if reduction == "identity":
                 out = self.elem_sum[..., identity] / weight
+            elif reduction == "orbit" and elements is not None:
+                out = (self.elem_sum @ elements) / (weight * elements.sum())
             elif reduction == "orbit":
                 out = self.elem_sum.sum(-1) / (weight * self.elem_sum.shape[-1])
             elif reduction in ("worst", "spread"):
@@ -179,6 +183,8 @@ class BlockStats:
     identity: int
     stats: dict[str, Stats] = field(default_factory=dict)
     samples: int = 0
+    #: Per-element weights of orbit means (None: every element counts once).
+    elements: np.ndarray | None = None
 
     def update(self, rows: Mapping[str, np.ndarray], metrics: tuple[Metric, ...],
                weights: np.ndarray | None = None) -> "BlockStats":
@@ -192,7 +198,7 @@ class BlockStats:
         return self
 
     def merge(self, other: "BlockStats") -> "BlockStats":
-        out = BlockStats(self.n_elements, self.identity, samples=self.samples + other.samples)
+        out = BlockStats(self.n_elements, self.identity, samples=self.samples + other.samples, elements=self.elements)
         for k in self.stats.keys() | other.stats.keys():
             a, b = self.stats.get(k), other.stats.get(k)
             out.stats[k] = a.merge(b) if a is not None and b is not None else (a or b)  # type: ignore[assignment]
@@ -204,7 +210,7 @@ class BlockStats:
         for key, sk in keys.items():
             st = self.stats.get(sk.metric.name)
             if st is not None:
-                out[key] = st.compute(sk.reduction, self.identity, sk.metric.higher_is_better)
+                out[key] = st.compute(sk.reduction, self.identity, sk.metric.higher_is_better, self.elements)
         return out
 
 

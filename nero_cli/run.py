@@ -25,7 +25,7 @@ import torch
 from . import __version__
 from . import runrecord as rr
 from .cache import Cache, load_frame, make_key, save_frame
-from .core import Evaluation, evaluate, param_columns, plan_orbits
+from .core import Evaluation, element_weights, evaluate, param_columns, plan_orbits
 from .errors import NeroError, OptionError, OutputError
 from .merge import merged_run
 from .outdir import check_target, claim, commit, discard, listing
@@ -102,7 +102,7 @@ def tabulate(p: Prepared, ev: Evaluation) -> tuple[pd.DataFrame, dict[str, Any]]
         "groups": {pl.label: {"spec": pl.spec.canonical, "n_elements": len(pl.group), "plot": pl.group.plot_kind}
                    for pl in ev.plans},
         "higher_is_better": {k: sk.higher_is_better for k, sk in p.task.summary_keys.items()},
-        "metrics": summarise(ev.table, p.task),
+        "metrics": summarise(ev.table, p.task, {pl.label: element_weights(pl) for pl in ev.plans}),
     }
     return agg, summary
 

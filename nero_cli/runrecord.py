@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from .core import element_weights
 from .errors import NeroError, OptionError, OutputError
 from .model_formats import sha256_file
 from .tasks import TaskRecord, get_task
@@ -284,7 +285,8 @@ def make_record(task: TaskRecord, reference: str, param_columns: Sequence[str], 
         "param_columns": list(param_columns),
         "primary_metric": task.primary,
         "plots": {p.label: {"spec": p.spec.canonical, "kind": p.group.plot_kind, "params": list(p.group.plot_columns),
-                            "n_elements": len(p.group), "identity": p.group.identity_index}
+                            "n_elements": len(p.group), "identity": p.group.identity_index,
+                            "element_weights": element_weights(p)}
                   for p in plans},
         "class_names": list(class_names) if class_names else None,
     }

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,14 +64,16 @@ def blocks(table: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
         yield str(model), str(group), t.sort_values(["sample", "element"], kind="stable")
 
 
-def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = None) -> BlockStats:
+def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = None,
+                elements: Sequence[float] | None = None) -> BlockStats:
     """Running sums of every metric of one sample-major block, folded :data:`STATS_CHUNK` samples at
-    a time (``weights``: ``(S,)``, or ``(R, S)`` for R bootstrap resamples at once)."""
+    a time (``weights``: ``(S,)``, or ``(R, S)`` for R bootstrap resamples at once; ``elements``:
+    the group's per-element weights of orbit means, None for equal weights)."""
     g = int(t["element"].nunique())
     ident = int(t.loc[t["identity"].to_numpy(dtype=bool), "element"].iloc[0])
     present = tuple(m for m in task.metrics if m.column in t)  # a table may lack optional columns
     cols = {m.column: t[m.column].to_numpy() for m in present}
-    stats = BlockStats(g, ident)
+    stats = BlockStats(g, ident, elements=None if elements is None else np.asarray(elements, dtype=np.float64))
     n = len(t) // g
     for s0 in range(0, n, STATS_CHUNK):
         s1 = min(n, s0 + STATS_CHUNK)
@@ -80,13 +82,15 @@ def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = 
     return stats
 
 
-def summarise(table: pd.DataFrame, task: TaskRecord) -> dict[str, dict[str, dict[str, Any]]]:
+def summarise(table: pd.DataFrame, task: TaskRecord,
+              elements: Mapping[str, Sequence[float] | None] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
     """Per model and group: ``n_samples``, ``n_elements`` and every summary key of the task
-    (see :attr:`TaskRecord.summary_keys` for the formulas)."""
+    (see :attr:`TaskRecord.summary_keys` for the formulas); ``elements[group]``: the group's
+    per-element weights of orbit means (see :meth:`orbits.groups.Group.element_weights`)."""
     keys = task.summary_keys
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for model, group, t in blocks(table):
-        st = block_stats(t, task)
+        st = block_stats(t, task, elements=(elements or {}).get(group))
         row: dict[str, Any] = {"n_samples": st.samples, "n_elements": st.n_elements, **st.compute(keys)}
         out.setdefault(model, {})[group] = row
     return out

@@ -65,3 +65,12 @@ def test_readme_documents_every_reduction_as_the_registry_does():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for r in REDUCTIONS.values():
         assert f"| `{r.key.format(m='M')}` | {r.formula.format(m='M')} |" in readme, r.name
+
+
+def test_orbit_mean_counts_each_distinct_element_once():
+    # elements 1 and 2 are the same group element (weights 1/2 each): the orbit mean is that of [1, 0.5]
+    rows = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    st = Stats.empty(3).update(rows)
+    w = np.array([1.0, 0.5, 0.5])
+    assert st.compute("orbit", 0, True, w) == pytest.approx((1.0 + 0.5) / 2)
+    assert st.compute("orbit", 0, True) == pytest.approx(4 / 6)
