@@ -35,7 +35,8 @@ class Reduction:
 
 REDUCTIONS: dict[str, Reduction] = {r.name: r for r in (
     Reduction("identity", "{m}", "mean over samples of {m} at the identity element"),
-    Reduction("orbit", "orbit_{m}", "mean of {m} over every sample and orbit element"),
+    Reduction("orbit", "orbit_{m}", "mean of {m} over every sample and orbit element (an element the grid "
+              "repeats k times weighs 1/k)"),
     Reduction("worst", "worst_element_{m}", "the worst point of the aggregate curve of {m} (its per-element mean over "
               "samples): the minimum when higher is better, else the maximum"),
     Reduction("all", "robust_{m}", "share of samples for which {m} holds at every orbit element (correct under "

@@ -10,6 +10,18 @@ Convention:
 
 Each group builds its own matrices (``Group.planar``) from these helpers; this module knows
 no group.
+
+Perspective uses *camera coordinates*: the pinhole camera ``K = [[f, 0, cx], [0, f, cy], [0, 0, 1]]``
+with focal length ``f`` = the image diagonal ``hypot(H, W)`` in pixels, so a pixel ``p`` is the
+ray ``K⁻¹ p`` and a homography ``H`` of camera coordinates acts on pixels as ``K H K⁻¹``
+(:func:`from_camera`). Two homographies of camera coordinates follow (derived in
+:func:`plane_tilt` and :func:`camera_rotation_matrices`):
+
+- *object pivot* ``[r1 r2 e3]``: the image printed on a plane through the image centre, rotated
+  about that centre by ``R`` and seen by the fixed camera (ImageNet-P's tilt, a sheet of paper
+  turned in front of the camera): the centre stays put and the content foreshortens;
+- *camera pivot* ``R``: the camera turned about its own optical centre by ``R``; the whole
+  image slides (the centre moves ``f·tan θ``) as well as foreshortening.
 """
 
 from __future__ import annotations
@@ -66,13 +78,63 @@ def scale_matrices(factors: Tensor, size: tuple[int, int]) -> Tensor:
     return about_centre(lin, size)
 
 
-def camera_rotation_matrices(rotations: Tensor, size: tuple[int, int]) -> Tensor:
-    """``K R K⁻¹``: the image seen by a camera rotated by ``R`` ``(G, 3, 3)`` (pinhole, focal = image diagonal)."""
+def camera_matrix(size: tuple[int, int]) -> Tensor:
+    """The pinhole camera ``K`` of an image of ``size`` (H, W): focal length = the diagonal, the
+    principal point = the image centre."""
     h, w = size
     cx, cy = centre(size)
     f = math.hypot(h, w)
-    k = torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
-    m = k @ rotations @ torch.linalg.inv(k)
+    return torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def from_camera(homographies: Tensor, size: tuple[int, int]) -> Tensor:
+    """``K H K⁻¹``: homographies ``(G, 3, 3)`` of camera coordinates as pixel matrices, scaled to
+    ``det = 1`` (the identity stays the exact identity). ``H ↦ K H K⁻¹`` is a homomorphism, so
+    products of elements become products of pixel matrices."""
+    k = camera_matrix(size)
+    m = k @ torch.as_tensor(homographies, dtype=torch.float64) @ torch.linalg.inv(k)
+    det = torch.linalg.det(m)
+    return m / (torch.sign(det) * det.abs().pow(1.0 / 3.0))[..., None, None]
+
+
+def plane_tilt(rotations: Tensor) -> Tensor:
+    """``[r1 r2 e3]``: the homography of camera coordinates that tilts the image plane by ``R``
+    ``(G, 3, 3)`` about the image centre (the *object pivot* of ``perspective``).
+
+    Derivation. Put the image on the plane ``z = f`` in front of the camera, a pixel ``(x, y)``
+    at the plane point ``(u, v, 0) = (x − cx, y − cy, 0)`` of the plane's own frame, whose
+    origin is the image centre. Rotate the plane by ``R`` about that origin and translate it by
+    ``(0, 0, f)``: ``X = R (u, v, 0)ᵀ + (0, 0, f)ᵀ = u r1 + v r2 + f e3``. Project with ``K``:
+    ``p ~ K X = K [r1 r2 f·e3] (u, v, 1)ᵀ``. With ``(u, v, 1)ᵀ = diag(f, f, 1) K⁻¹ (x, y, 1)ᵀ``,
+    ``p ~ K [r1 r2 f·e3] diag(f, f, 1) K⁻¹ (x, y, 1)ᵀ = f · K [r1 r2 e3] K⁻¹ (x, y, 1)ᵀ``.
+
+    Convention:
+        - Camera coordinates: x right, y down, z forward (along the optical axis); the plane
+          starts facing the camera at distance ``f`` (focal length = image diagonal), so
+          ``R = I`` maps the image to itself and the image centre is a fixed point of every
+          tilt (``[r1 r2 e3] e3 = e3``).
+        - ``R`` rotates the plane (the object), not the camera: with ``R = R_y(yaw)``, yaw > 0
+          brings the plane's right half nearer (it grows) and its left half away; with
+          ``R = R_x(pitch)``, pitch > 0 brings the top half nearer and the bottom half away.
+        - Foreshortening: the area scale at the centre is ``det [r1 r2 e3] = r33`` (the cosine
+          of the angle between the plane's normal and the optical axis).
+        - Tilts are not closed under composition (tilting the picture of a tilted plane is
+          not a tilt of the plane; no non-trivial homomorphism of SO(3) into the homographies
+          fixes a point), so the group they live in is the group of homographies itself.
+        - Defined for planes that still face the camera (``r33 > 0``).
+    """
+    r = torch.as_tensor(rotations, dtype=torch.float64)
+    out = r.clone()
+    out[..., :, 2] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    return out
+
+
+def camera_rotation_matrices(rotations: Tensor, size: tuple[int, int]) -> Tensor:
+    """``K R K⁻¹``, scaled so that ``m[2, 2] = 1``: the camera turned about its own optical centre
+    (pinhole, focal = image diagonal; the *camera pivot* of ``perspective``). The pixel of the
+    ray ``d`` moves to the pixel of the ray ``R d``, whatever the scene's depth, so the homography
+    of camera coordinates is ``R`` itself and the image centre moves by ``f·tan θ``."""
+    m = from_camera(rotations, size)
     return m / m[:, 2:3, 2:3]
 
 
@@ -86,4 +148,4 @@ def transform_points(matrices: Tensor, points: Tensor) -> Tensor:
 
 
 __all__ = ["centre", "about_centre", "rotation_matrices", "translation_matrices", "scale_matrices",
-           "camera_rotation_matrices", "transform_points"]
+           "camera_matrix", "from_camera", "plane_tilt", "camera_rotation_matrices", "transform_points"]

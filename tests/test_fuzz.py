@@ -16,6 +16,7 @@ import orbits
 from nero_cli.data import Dataset, load_images
 from nero_cli.errors import DataError
 from orbits import SpecError, parse_spec
+from orbits.so3 import PIVOTS, tilt_elements
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -24,6 +25,10 @@ shifts = st.tuples(st.floats(-50, 50), st.floats(-50, 50))
 scales = st.floats(0.05, 20)
 d4s = st.tuples(st.integers(0, 3), st.integers(0, 1))
 quats = st.tuples(*[st.floats(-1, 1)] * 4).filter(lambda q: sum(v * v for v in q) > 1e-3)
+# perspective elements are homographies (h11..h33): tilts about either pivot, and near-identity ones
+tilts = st.tuples(st.floats(-45, 45), st.floats(-45, 45), st.sampled_from(PIVOTS)).map(
+    lambda t: tilt_elements(torch.tensor([t[0]]), torch.tensor([t[1]]), t[2])[0].tolist())
+homographies = st.tuples(*[st.floats(-0.1, 0.1)] * 9).map(lambda h: [v + (i % 4 == 0) for i, v in enumerate(h)])
 
 ELEMENTS = {
     "rotation": angles.map(lambda a: [a]),
@@ -31,7 +36,7 @@ ELEMENTS = {
     "scale": scales.map(lambda s: [s]),
     "d4": d4s.map(list),
     "d4t": st.tuples(st.integers(0, 3), st.integers(0, 1), st.integers(0, 1)).map(list),
-    "perspective": quats.map(list),
+    "perspective": st.one_of(tilts, homographies),
     "viewpoint": quats.map(list),
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 import orbits
 from orbits import ImageAction, SpecError, parse_spec, planar_matrices
+from orbits.so3 import quat_matrix
 
 SIZE = (28, 28)
 
@@ -235,3 +238,51 @@ def test_apply_each_equals_one_element_at_a_time(spec):
     each = act.apply_each(x, range(len(g)))
     for j in range(len(g)):
         assert torch.equal(each[j], act(x[j], [j])[0])
+
+
+# -- distinct elements: weights that count each group element once ------------------------------
+
+
+def _distinct_rotations(group) -> int:
+    """Distinct rotations of a quaternion grid, counted independently of ``equal``: rounded matrices."""
+    mats = torch.round(quat_matrix(group.elements) * 1e6) + 0.0  # + 0.0 folds -0.0 into 0.0
+    return len({tuple(m.flatten().tolist()) for m in mats})
+
+
+@pytest.mark.parametrize("spec,size,distinct", [("viewpoint", 2808, 2416),
+                                                 ("viewpoint:axis_step=45,rot_step=45", 120, 64)])
+def test_planes_grid_weights_count_each_distinct_rotation_once(spec, size, distinct):
+    g = parse_spec(spec).group
+    start = time.perf_counter()
+    w = g.element_weights()
+    assert time.perf_counter() - start < 1.0
+    assert len(g) == size and w.dtype == torch.float64 and w.shape == (size,)
+    assert _distinct_rotations(g) == distinct
+    assert float(w.sum()) == pytest.approx(distinct, abs=1e-9)
+    ident = g.equal(g.elements, g.identity())
+    assert int(ident.sum()) == 3 * (360 // int(g.settings["axis_step"]))  # every axis at rotation angle 0
+    assert float(w[ident].sum()) == pytest.approx(1.0)  # ...counts once in all
+    # an axis at a and at a + 180 with rotation 180 are one rotation
+    rot = torch.tensor(g.coords["rot_angle"])
+    assert (w[rot == 180] < 1).all() and float(w[rot == 180].sum()) == pytest.approx(
+        _distinct_rotations(type(g)(g.elements[rot == 180], {}, {})), abs=1e-9)
+    # every set of copies sums to 1
+    for i in torch.nonzero(w < 1).flatten()[:50].tolist():
+        assert float(w[g.equal(g.elements, g.elements[i])].sum()) == pytest.approx(1.0)
+    if spec == "viewpoint":
+        assert int((w < 1).sum()) == 564  # the issue's count of elements that repeat another rotation
+
+
+@pytest.mark.parametrize("spec", ["viewpoint:grid=sphere", "viewpoint:grid=sphere,axes=12,rot_step=60", "rotation",
+                                  "rotation:step=90", "shift", "d4", "d4t", "scale", "perspective",
+                                  "perspective:pivot=camera"])
+def test_grids_without_repeats_weigh_every_element_one(spec):
+    g = parse_spec(spec, image_size=SIZE).group
+    w = g.element_weights()
+    assert w.dtype == torch.float64 and torch.equal(w, torch.ones(len(g), dtype=torch.float64))
+
+
+def test_weights_use_the_group_law_not_the_coordinates():
+    # 0 and 360 degrees are different coordinates and the same rotation
+    g = orbits.groups.Rotation(torch.tensor([[0.0], [90.0], [360.0]]))
+    assert g.element_weights().tolist() == [0.5, 1.0, 0.5]
