@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import nero_cli
 from nero_cli import metrics
 from nero_cli.summary import aggregate, rank_samples, summarise
 from nero_cli.tasks import TASKS, Chunk
@@ -90,3 +93,114 @@ def test_rank_samples_by_mean_confidence():
     t = _toy_table()
     assert rank_samples(t, "worst", 1) == [0]
     assert rank_samples(t, "best", 2) == [1, 0]
+
+
+# -- flip and top probability (interpretable classification metrics) ----------------------------
+
+
+def test_flip_and_top_probability_hand_computed():
+    # identity is element 1; two samples, three elements
+    probs = torch.tensor([
+        [[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]],   # element 0: s0 -> 1 (flips from 0), s1 -> 0 (same)
+        [[0.5, 0.4, 0.1], [0.4, 0.3, 0.3]],   # element 1 = identity: s0 -> 0, s1 -> 0
+        [[0.9, 0.05, 0.05], [0.1, 0.1, 0.8]],  # element 2: s0 -> 0 (same), s1 -> 2 (flips)
+    ])
+    chunk = Chunk(identity=1, reference="labels", labels=torch.tensor([0, 0]), targets={}, output=None, spec=None)
+    cols = scored_columns(CLS, CLS.score(torch.log(probs), chunk), resampling=False)
+    # sample-major rows: (s0,e0), (s0,e1), (s0,e2), (s1,e0), (s1,e1), (s1,e2)
+    assert cols["flip"].tolist() == [True, False, False, False, False, True]
+    assert cols["top_probability"] == pytest.approx([0.7, 0.5, 0.9, 0.6, 0.4, 0.8])
+    flip = CLS.metric("flip")
+    assert flip.higher_is_better is False and flip.unit == "fraction"
+    assert TASKS["pointcloud"].metric("flip") is flip
+
+
+def test_flip_rate_and_top_probability_summary_keys():
+    keys = CLS.summary_keys
+    assert (keys["flip_rate"].metric.name, keys["flip_rate"].reduction) == ("flip", "orbit")
+    assert keys["flip_rate"].higher_is_better is False
+    assert (keys["top_probability"].metric.name, keys["top_probability"].reduction) == ("top_probability", "identity")
+    assert "flip_rate" in CLS.table_columns
+    t = _toy_table().assign(flip=[False, False, True, False, False, False],
+                            top_probability=[0.9, 0.6, 0.5, 0.8, 0.8, 0.7])
+    s = summarise(t, CLS)["m"]["rotation"]
+    assert s["flip_rate"] == pytest.approx(1 / 6)  # one flip in 2 samples x 3 elements
+    assert s["top_probability"] == pytest.approx((0.9 + 0.8) / 2)  # at the identity only
+    assert "orbit_flip" not in s and "worst_element_flip" not in s
+
+
+def test_no_task_column_collides_with_a_group_parameter_column():
+    from orbits import parse_spec
+
+    for rec in TASKS.values():
+        names = {c.name for c in rec.columns}
+        for group in rec.groups:
+            size = None if rec.input_kind == "points" else (28, 28)
+            params = set(parse_spec(group, image_size=size).group.columns())
+            assert not names & params, (rec.name, group, names & params)
+
+
+# -- the README's tables of columns and summary keys, generated from the registry ---------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN = "<!-- metric tables: generated from the registry by `python -m tests.test_metrics`; do not edit -->"
+END = "<!-- end of metric tables -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _tasks_cell(names: list[str]) -> str:
+    return "all" if names == sorted(TASKS) else ", ".join(names)
+
+
+def _grouped(rows: dict[tuple, list[str]]) -> list[str]:
+    return [f"| {' | '.join(_cell(str(c)) for c in (row[0], _tasks_cell(tasks), *row[1:]))} |"
+            for row, tasks in rows.items()]
+
+
+def metric_tables() -> str:
+    """Markdown: every results column and every summary.json key of every task, with its unit,
+    direction and formula, one row per distinct definition (the tasks that share it listed)."""
+    cols: dict[tuple, list[str]] = {}
+    keys: dict[tuple, list[str]] = {}
+    for name in sorted(TASKS):
+        rec = TASKS[name]
+        for c in rec.columns:
+            m = next((m for m in rec.metrics if m.column == c.name), None)
+            better = "" if m is None else ("higher" if m.higher_is_better else "lower")
+            doc = c.doc if m is None or m.name == c.name else f"{c.doc} (its mean is the metric `{m.name}`)"
+            cols.setdefault((f"`{c.name}`", "" if m is None else m.unit, better, doc), []).append(name)
+        for key, sk in rec.summary_keys.items():
+            keys.setdefault((f"`{key}`", "higher" if sk.higher_is_better else "lower", sk.formula), []).append(name)
+    return "\n".join([
+        BEGIN, "", "Results columns after the parameter columns:", "",
+        "| column | tasks | unit | better | meaning |", "|---|---|---|---|---|", *_grouped(cols), "",
+        "`summary.json` keys per model and group (after `n_samples` and `n_elements`):", "",
+        "| key | tasks | better | formula |", "|---|---|---|---|", *_grouped(keys), "", END,
+    ])
+
+
+def test_readme_tables_match_the_registry():
+    text = README.read_text()
+    assert BEGIN in text and END in text, "README lacks the metric tables; run python -m tests.test_metrics"
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
+    assert block == metric_tables(), "README's metric tables differ from the registry; run python -m tests.test_metrics"
+
+
+def test_readme_names_every_top_level_summary_key():
+    res = nero_cli.evaluate(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)),
+                            torch.rand(2, 1, 8, 8), "rotation:step=90", labels=np.array([0, 1]), device="cpu")
+    text = README.read_text()
+    section = text[text.index("## What is measured") : text.index("## Tasks:")]
+    for key in res.summary:
+        assert f"`{key}`" in section, key
+    for key in next(iter(next(iter(res.summary["metrics"].values())).values())):
+        assert f"`{key}`" in section, key
+
+
+if __name__ == "__main__":  # rewrite the README's generated tables from the registry
+    text = README.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    README.write_text(text[:start] + metric_tables() + text[end:])

@@ -54,13 +54,24 @@ TV_ERROR = metric("equivariance_error",
                   label="equivariance error", unit="TV distance", higher=False, standard=False,
                   doc="total-variation distance between the softmax at the element and at the identity",
                   extra=(("equivariance_error", "orbit"), ("max_equivariance_error", "max")))
+FLIP = metric("flip", lambda c: c["pred"] != c["pred"][c["identity"]][None], label="flip", unit="fraction",
+              higher=False, standard=False,
+              doc="whether the prediction differs from the prediction at the identity (ImageNet-P's flip; "
+                  "needs no labels)",
+              extra=(("flip_rate", "orbit"),))
+TOP_PROBABILITY = metric("top_probability", lambda c: c["probs"].max(-1).values, label="top probability",
+                         unit="probability", higher=True, standard=False,
+                         doc="largest softmax probability (the model's confidence in its own prediction); "
+                             "near 1/K the model is unconfident and equivariance_error (TV) looks small",
+                         extra=(("top_probability", "identity"),))
 
 _COMMON = dict(
     input_kind="image", output="invariant", score=score_logits, check=check_labels,
-    columns=(PREDICTION, REFERENCE, CONFIDENCE, CORRECT, CONSENSUS, TV_ERROR),
-    metrics=(CONFIDENCE, ACCURACY, TV_ERROR), plot_metrics=("confidence", "accuracy", "equivariance_error"),
+    columns=(PREDICTION, REFERENCE, CONFIDENCE, CORRECT, CONSENSUS, TV_ERROR, FLIP, TOP_PROBABILITY),
+    metrics=(CONFIDENCE, ACCURACY, TV_ERROR, FLIP, TOP_PROBABILITY),
+    plot_metrics=("confidence", "accuracy", "equivariance_error"),
     table_columns=("accuracy", "orbit_accuracy", "robust_accuracy", "orbit_confidence", "equivariance_error",
-                   "orbit_spread"),
+                   "flip_rate", "orbit_spread"),
 )
 
 CLASSIFICATION = TaskRecord(
