@@ -42,7 +42,7 @@ def best_of(fn, k: int = 2) -> float:  # noqa: ANN001
 
 
 def ratio(model: str, data: str, group: str, n: int, batch: int) -> dict:
-    p = prepare([model], data, [group], limit=n, device="cpu")
+    p = prepare([model], data, [group], limit=n, device="cpu", random_init=True)  # the ResNet has random weights
     plan = plan_orbits(p.specs)[0]
     action = p.task.make_action(plan.spec, p.dataset)
     g = len(plan.group)
@@ -56,7 +56,7 @@ def ratio(model: str, data: str, group: str, n: int, batch: int) -> dict:
     def e2e() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             evaluate_run([model], data, [group], Path(tmp) / "run", limit=n, batch_size=batch, device="cpu",
-                         plots=False, cache=False, yes=True)
+                         random_init=True, plots=False, cache=False, yes=True)
     end = len(xs) / best_of(e2e)
     return {"inputs": len(xs), "bare_per_s": round(bare, 1), "end_to_end_per_s": round(end, 1),
             "ratio": round(end / bare, 3), "orbit_generation_share": round(gen / (len(xs) / bare), 3)}

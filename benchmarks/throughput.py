@@ -89,7 +89,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             evaluate_run([args.model], "sample:mnist500", [args.group], Path(tmp) / "run", limit=args.samples,
                          batch_size=best_bs, device=args.device, plot_samples="none", plot_metric="confidence",
-                         command=["benchmark"], plots=False, amp=args.amp, yes=True)
+                         command=["benchmark"], plots=False, amp=args.amp, yes=True,
+                         random_init=True)  # speed only: a factory's random weights will do
     e2e_rate = total / timed(e2e, 2)
 
     # Per-image loop like the original NERO: one image, one element, one forward at a time.

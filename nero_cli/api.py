@@ -53,15 +53,19 @@ def as_dataset(data: Any, task: str = "classification", labels: Any = None) -> D
 
 def evaluate(models: Any, data: Any, groups: str | Sequence[str], *, task: str | None = None,
              labels: Any = None, names: Sequence[str] = (), reference: str = "auto", limit: int | None = None,
-             classes: Sequence[str] = (), batch_size: int = 256, device: str = "auto", seed: int = 0,
-             normalize: str | None = None, weights: Sequence[str] = (), trust_checkpoint: bool = False,
+             classes: Sequence[str] = (), sample: int | None = None, class_names: Sequence[str] = (),
+             batch_size: int = 256, device: str = "auto", seed: int = 0, normalize: str | None = None,
+             weights: Sequence[str] = (), random_init: bool = False, trust_checkpoint: bool = False,
              score_threshold: float = 0.5) -> Result:
     """Evaluate models over orbits and return the results table and summary, in memory.
 
     ``models``: one or a list of ``torch.nn.Module`` objects or MODEL strings as on the command
     line (checkpoint paths, ``file.py:callable``, ``sample:NAME``). ``data``: a ``--data``
     string, a Dataset, a dict of arrays, or an array of inputs (with ``labels=``).
-    ``groups``: one or a list of group specs (``"rotation:step=15"``).
+    ``groups``: one or a list of group specs (``"rotation:step=15"``). As on the command line,
+    ``sample`` draws a stratified random subset (for ``seed``), ``class_names`` name the model's
+    classes, and a factory MODEL string without ``weights`` is refused unless ``random_init``
+    (``nn.Module`` objects are evaluated with the weights they hold).
 
     >>> table, summary = evaluate(model, images, "rotation:step=90", labels=labels)  # doctest: +SKIP
     """
@@ -72,6 +76,7 @@ def evaluate(models: Any, data: Any, groups: str | Sequence[str], *, task: str |
     elif labels is not None:
         raise DataError("labels= is for in-memory data; a --data file carries its own labels")
     p = prepare(models, data, groups, task=task, weights=weights, names=names, trust_checkpoint=trust_checkpoint,
-                normalize=normalize, limit=limit, classes=classes, device=device)
+                normalize=normalize, limit=limit, classes=classes, sample=sample, seed=seed, class_names=class_names,
+                random_init=random_init, device=device)
     ev, agg, summary = compute(p, reference=reference, batch_size=batch_size, seed=seed, score_threshold=score_threshold)
     return Result(ev.table, summary, agg, ev.param_columns)

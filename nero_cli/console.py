@@ -43,7 +43,8 @@ class Bar:
 
 
 def print_summary(result: Any) -> None:
-    """The closing table of ``nero evaluate`` / ``nero merge``: the task's table columns per model and group."""
+    """The closing table of ``nero evaluate`` / ``nero merge``: the task's table columns per model and
+    group; a model evaluated with random weights (``--random-init``) is marked "(random init)"."""
     s = result.summary
     t = Table(title=f"NERO summary: {s['task']}, {s['n_samples']} samples, reference {s['reference']}")
     cols = list(get_task(s["task"]).table_columns)
@@ -51,9 +52,11 @@ def print_summary(result: Any) -> None:
     t.add_column("group")
     for c in cols:
         t.add_column(c.replace("_", " "), justify="right")
+    random = set(getattr(result, "random_init", ()))
     for model, groups in s["metrics"].items():
+        label = f"{model} (random init)" if model in random else model
         for grp, m in groups.items():
-            t.add_row(model, grp, *(f"{m[c]:.4f}" if c in m else "-" for c in cols))
+            t.add_row(label, grp, *(f"{m[c]:.4f}" if c in m else "-" for c in cols))
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(t)
     console.print(f"Run written to [bold]{result.out}[/bold] ({len(result.plots)} plot files in plots/)")

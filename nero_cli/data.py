@@ -1,29 +1,32 @@
 """Loading evaluation data for image tasks: ``.npz``, ImageFolder layout, ``sample:NAME``.
 
 An ``.npz`` is read through :mod:`nero_cli.npz`: declared shapes first, a load that would not
-fit in memory refused with its figure, and with ``--limit`` / ``--classes`` only the leading
-rows that hold the selected samples inflated. The data's ``sha256`` is the archive's digest
-(:meth:`nero_cli.npz.NpzArchive.digest`: every member's stored bytes), the same whichever rows
-are read.
+fit in memory refused with its figure, and with ``--limit`` / ``--classes`` / ``--sample`` only
+the leading rows that hold the selected samples inflated (the labels are read first; which
+samples are chosen is :mod:`nero_cli.selection`). An image folder is read by
+:mod:`nero_cli.folders`; :func:`relabel_folders` maps its class folders to the model's classes.
+The data's ``sha256`` is the archive's digest (:meth:`nero_cli.npz.NpzArchive.digest`: every
+member's stored bytes), the same whichever rows are read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 import sample_models
 
-from .errors import DataError, OptionError
+from .errors import DataError
+from .folders import read_folder
 from .npz import NpzArchive, check_memory, open_npz
+from .selection import Selection, positions
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 #: ``.npz`` keys a task reads besides its inputs: per-sample arrays (cut with the inputs) and the class names.
 SAMPLE_KEYS = ("labels", "boxes", "box_labels", "masks", "flow")
 NAMES_KEY = "class_names"
@@ -50,6 +53,11 @@ class Dataset:
     #: Whether ``class_names`` name every class (as an ``.npz`` declares them, checked against the
     #: model's classes); False for ImageFolder subfolder names, which may be a subset.
     names_complete: bool = True
+    #: An ImageFolder's class folders, sorted; ``labels`` index them until :func:`relabel_folders`
+    #: maps them to the model's classes (then ``class_map``: folder -> class id, and how it was found).
+    folders: list[str] | None = None
+    class_map: dict[str, int] | None = None
+    class_map_from: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.index) != len(self.inputs):
@@ -68,11 +76,14 @@ class Dataset:
 
     def subset(self, keep: np.ndarray) -> "Dataset":
         keep_t = torch.as_tensor(keep, dtype=torch.long)
-        return Dataset(self.inputs[keep_t], None if self.labels is None else self.labels[keep_t], self.class_names,
-                       self.source, self.sha256, self.index[keep], {k: v[keep_t] for k, v in self.targets.items()},
-                       self.names_complete)
+        return replace(self, inputs=self.inputs[keep_t], labels=None if self.labels is None else self.labels[keep_t],
+                       index=self.index[keep], targets={k: v[keep_t] for k, v in self.targets.items()})
 
-
+    def record(self) -> dict[str, Any]:
+        """run.json's ``data`` entries of an ImageFolder: how its folders map to the model's classes."""
+        if self.class_map is None:
+            return {}
+        return {"class_map": dict(self.class_map), "class_map_from": self.class_map_from}
 
 
 def hash_arrays(*arrays: np.ndarray | None) -> str:
@@ -166,35 +177,54 @@ def read_npz(path: Path, key: str, source: str, limit: int | None = None, classe
     (:func:`select` then picks them); ``classes`` select on ``label_key`` (read first, whole).
     A load whose decoded size exceeds the memory available is refused with its figure.
     """
-    check_limit(limit)
+    sel = Selection(tuple(classes or ()), limit)
     with open_npz(path) as archive:
         if key not in archive.members:
             raise DataError(f"{path}: no '{key}' array; found {', '.join(sorted(archive.members)) or 'no arrays'}")
         keys = [k for k in (key, *SAMPLE_KEYS, NAMES_KEY) if k in archive.members]
-        stop = _rows_needed(archive, key, keys, source, limit, classes, label_key)
+        picked = _archive_positions(archive, key, source, sel, label_key, limit_labels=False)
+        stop = int(picked[0][-1]) + 1 if picked is not None else None
         cut = {k: None if k == NAMES_KEY else stop for k in keys}
         _check_fits(archive, key, cut, source)
         arrays = {k: archive.read(k, rows) for k, rows in cut.items()}
         return arrays, archive.digest()
 
 
-def _rows_needed(archive: NpzArchive, key: str, keys: list[str], source: str, limit: int | None,
-                 classes: list[str] | None, label_key: str | None) -> int | None:
-    """Leading rows holding every sample that ``classes`` then ``limit`` select; None for all."""
+def _archive_positions(archive: NpzArchive, key: str, source: str, sel: Selection, label_key: str | None,
+                       limit_labels: bool = True) -> tuple[np.ndarray, list[str]] | None:
+    """The positions ``sel`` picks from the archive's ``label_key`` labels (read whole, first) and
+    its warnings; None when every row is needed. Without labels ``--limit`` and ``--sample`` need
+    only the row count; a ``--limit`` alone reads the labels only with ``limit_labels`` (to warn
+    when the first rows miss classes). Tasks whose labels are not stored (``label_key`` None)
+    select only on ``--limit`` here."""
     m = archive.members
     n = m[key].rows
-    if n is None or any(m[k].rows != n for k in keys if k in SAMPLE_KEYS):
-        return None  # malformed: read whole, the task's loader says what is wrong
-    if classes and label_key is not None:
-        if label_key not in m:
-            raise DataError(f"{source}: --classes needs labels, and the data has none")
+    if sel.everything or not n or any(m[k].rows != n for k in SAMPLE_KEYS if k in m):
+        return None  # all rows; or malformed: read whole, the task's loader says what is wrong
+    if label_key is None and (sel.classes or sel.sample is not None):
+        return None
+    labels, names = None, None
+    if label_key is not None and label_key in m and (limit_labels or sel.classes or sel.sample is not None):
         _check_fits(archive, key, {k: None for k in (label_key, NAMES_KEY) if k in m}, source)
         labels = archive.read(label_key)
         if labels.ndim != 1 or labels.dtype.kind not in "iuf":
             return None
         names = class_names_of(archive.read(NAMES_KEY)) if NAMES_KEY in m else None
-        return int(class_rows(labels, classes, names, source)[:limit][-1]) + 1
-    return min(limit, n) if limit and not classes else None
+    return positions(labels, n, sel, names, source)
+
+
+def npz_positions(spec: str, key: str, sel: Selection) -> tuple[np.ndarray, list[str]] | None:
+    """The positions ``sel`` picks in the ``.npz`` behind ``--data`` (a path or ``sample:NAME``),
+    from its ``labels`` alone, and the selection's warnings; None when it is not such a file or its
+    arrays do not line up (the loader then reads it and says what is wrong), or nothing is cut."""
+    try:
+        path, source = _npz_path(spec)
+    except DataError:
+        return None
+    with open_npz(path) as archive:
+        if key not in archive.members:
+            return None
+        return _archive_positions(archive, key, source, sel, "labels")
 
 
 def _check_fits(archive: NpzArchive, key: str, cut: dict[str, int | None], source: str) -> None:
@@ -212,29 +242,6 @@ def class_names_of(arr: np.ndarray) -> list[str]:
     return [str(c) for c in arr.tolist()]
 
 
-def check_limit(limit: int | None) -> None:
-    """``--limit`` must be a positive number of samples (a usage error, exit 2)."""
-    if limit is not None and limit <= 0:
-        raise OptionError(f"--limit must be a positive number of samples, got {limit}")
-
-
-def class_rows(labels: np.ndarray, classes: list[str], class_names: list[str] | None, source: str) -> np.ndarray:
-    """Indices of the samples whose label is one of ``classes`` (ids or names)."""
-    ids = []
-    for c in classes:
-        if class_names and c in class_names:
-            ids.append(class_names.index(c))
-        else:
-            try:
-                ids.append(int(c))
-            except ValueError:
-                raise DataError(f"--classes: unknown class '{c}'; known: {', '.join(class_names or [])}") from None
-    keep = np.flatnonzero(np.isin(labels, ids))
-    if len(keep) == 0:
-        raise DataError(f"{source}: no samples of class(es) {', '.join(classes)}")
-    return keep
-
-
 def images_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None = None) -> Dataset:
     """Images ``images`` with optional ``labels`` and ``class_names`` (as in an ``.npz``)."""
     raw = arrays["images"]
@@ -250,66 +257,82 @@ def images_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, 
 
 
 def _load_folder(root: Path, channels: int | None) -> Dataset:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"{root}: expected ImageFolder layout root/CLASS/*.png, found no class folders")
-    files: list[tuple[Path, int]] = []
-    for ci, cname in enumerate(classes):
-        for f in sorted((root / cname).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append((f, ci))
-    if not files:
-        raise DataError(f"{root}: no image files (.png, .jpg, ...) in its class folders")
-    pics = []
-    for f, _ in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                pics.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{f}: unreadable image ({exc.__class__.__name__}); remove or replace it") from None
-    gray = all(p.mode in ("L", "1", "I;16", "I", "F") for p in pics)
-    want = channels or (1 if gray else 3)
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(want)
-    if mode is None:
-        raise DataError(f"{root}: the model expects {want} channels; images can give 1, 3 or 4")
-    arrs = [np.asarray(p.convert(mode)) for p in pics]
-    sizes = {a.shape[:2] for a in arrs}
-    if len(sizes) > 1:
-        raise DataError(f"{root}: images differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:3])}); "
-                        "resize them to one size first")
-    stack = np.stack(arrs)
-    if stack.ndim == 3:
-        stack = stack[:, None]
-    else:
-        stack = np.moveaxis(stack, -1, 1)
-    labels = np.array([c for _, c in files], dtype=np.int64)
-    digest = hash_arrays(stack, labels)
-    return Dataset(torch.from_numpy(stack.astype(np.float32) / 255.0), torch.from_numpy(labels), classes, str(root), digest,
-                   names_complete=False)
+    """An ImageFolder (labels: the class folders' positions, mapped to the model's classes later by
+    :func:`relabel_folders`) or a flat folder of images (no labels)."""
+    stack, labels, folders = read_folder(root, channels)
+    images = torch.from_numpy(stack.astype(np.float32) / 255.0)
+    return Dataset(images, None if labels is None else torch.from_numpy(labels), folders, str(root),
+                   hash_arrays(stack, labels), names_complete=False, folders=folders)
 
 
 def load_images(spec: str, channels: int | None = None, limit: int | None = None,
                 classes: list[str] | None = None) -> Dataset:
-    """Load ``--data``: an ``.npz``, an ImageFolder directory or ``sample:NAME``; with ``limit`` /
-    ``classes``, an ``.npz`` is read only up to the last sample they select (see :func:`read_npz`)."""
+    """Load ``--data``: an ``.npz``, an ImageFolder directory (or a flat folder of images) or
+    ``sample:NAME``; with ``limit`` / ``classes``, an ``.npz`` is read only up to the last sample
+    they select (see :func:`read_npz`)."""
     if not spec.startswith("sample:") and Path(spec).is_dir():
         return _load_folder(Path(spec), channels)
     return load_task_npz(spec, "images", images_from_arrays, channels, limit, classes, "labels",
                          kinds=("an .npz file", "an image folder"))
 
 
-def select(data: Dataset, classes: list[str] | None = None, limit: int | None = None) -> Dataset:
-    """``--classes`` (ids or names) then ``--limit`` (first N per the dataset order)."""
-    check_limit(limit)
-    keep = np.arange(len(data))
-    if classes:
-        if data.labels is None:
-            raise DataError(f"{data.source}: --classes needs labels, and the data has none")
-        keep = class_rows(data.labels.numpy(), classes, data.class_names, data.source)
-    if limit is not None:
-        keep = keep[:limit]
-    return data.subset(keep) if len(keep) != len(data) else data
+def relabel_folders(data: Dataset, class_map: dict[str, int], how: str, class_names: list[str] | None) -> Dataset:
+    """An ImageFolder's labels as the class ids ``class_map`` gives its folders (found ``how``: by the
+    model's ``class_names``, by integer folder names, or by folder order)."""
+    if data.folders is None or data.labels is None:
+        return data
+    lut = np.array([class_map[f] for f in data.folders], dtype=np.int64)
+    by_name = how == "class names"
+    return replace(data, labels=torch.from_numpy(lut[data.labels.numpy()]),
+                   class_names=class_names if by_name else (data.folders if how == "folder order" else None),
+                   names_complete=by_name, class_map=dict(class_map), class_map_from=how)
+
+
+def selected(data: Dataset, sel: Selection) -> tuple[Dataset, list[str]]:
+    """``data`` cut to ``sel`` (see :mod:`nero_cli.selection`) and the selection's warnings."""
+    if sel.everything:
+        return data, []
+    labels = data.labels.numpy() if data.labels is not None else None
+    keep, notes = positions(labels, len(data), sel, data.class_names, data.source)
+    return (data.subset(keep) if len(keep) != len(data) else data), notes
+
+
+def select(data: Dataset, classes: list[str] | None = None, limit: int | None = None, sample: int | None = None,
+           seed: int = 0) -> Dataset:
+    """``--classes`` (ids or names) then ``--limit`` (the first N) or ``--sample`` (N, stratified, for ``seed``)."""
+    return selected(data, Selection(tuple(classes or ()), limit, sample, seed))[0]
+
+
+def load_selected(task: Any, spec: Any, channels: int | None, sel: Selection,
+                  relabel: Callable[[Dataset], Dataset] = lambda d: d) -> tuple[Dataset, list[str]]:
+    """``--data`` (a string, or a Dataset) for ``task`` cut to ``sel``, and the selection's warnings.
+
+    An ``.npz`` whose stored labels are the task's truth is read only up to the last selected
+    sample, its labels read first (:func:`npz_positions`); other data are read (no further than
+    ``--limit`` allows), given to ``relabel`` (an ImageFolder's folders to the model's classes),
+    then cut.
+    """
+    if isinstance(spec, Dataset):
+        return selected(relabel(spec), sel)
+    picked = npz_positions(spec, task.input_key, sel) if task.truth == "labels" else None
+    if picked is not None:
+        keep, notes = picked
+        data = task.load_data(spec, channels, limit=int(keep[-1]) + 1)
+        return (data.subset(keep) if len(keep) != len(data) else data), notes
+    data = task.load_data(spec, channels, limit=sel.limit, classes=list(sel.classes) or None)
+    return selected(relabel(data), sel)
+
+
+def load_recorded(task: Any, options: dict[str, Any], data_info: dict[str, Any], channels: int | None,
+                  class_names: list[str] | None) -> Dataset:
+    """The samples of a recorded run (``nero merge``): its ``--data`` cut to its recorded options,
+    an ImageFolder's folders mapped to classes as its run.json records."""
+    sel = Selection(tuple(options.get("classes") or ()), options.get("limit"), options.get("sample"),
+                    options.get("seed") or 0)
+    cmap = data_info.get("class_map")
+    how = data_info.get("class_map_from") or "folder order"
+    return load_selected(task, options["data"], channels, sel,
+                         lambda d: relabel_folders(d, cmap, how, class_names) if cmap else d)[0]
 
 
 def _npz_path(spec: str, kinds: tuple[str, ...] = ("an .npz file",)) -> tuple[Path, str]:

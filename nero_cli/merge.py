@@ -10,7 +10,7 @@ import pandas as pd
 from orbits import parse_spec
 
 from .core import Evaluation, param_columns, plan_orbits
-from .data import select
+from .data import load_recorded
 from .models import LoadedModel, ModelMeta
 from .prepare import Prepared
 from .runner import ModelRunner, resolve_device
@@ -32,9 +32,7 @@ def merged_run(infos: Sequence[tuple[Path, dict[str, Any]]], tables: Sequence[pd
     task = get_task(record["task"])
     shape = (info.get("data") or {}).get("input_shape")
     channels = shape[0] if shape and task.input_kind != "points" else None
-    classes = list(options["classes"]) or None
-    dataset = select(task.load_data(options["data"], channels, limit=options["limit"], classes=classes),
-                     classes=classes, limit=options["limit"])
+    dataset = load_recorded(task, options, info.get("data") or {}, channels, record["class_names"])
     size = dataset.size if task.input_kind != "points" else None
     specs = [parse_spec(p["spec"], image_size=size) for p in record["plots"].values()]
     plans = plan_orbits(specs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -15,10 +15,11 @@ from orbits import SpecError, parse_spec
 
 from .checkpoints import expand_models
 from .core import plan_orbits
-from .data import Dataset, check_limit, select
+from .data import Dataset, load_selected, relabel_folders
 from .errors import DataError, ModelError, NeroError, OptionError
 from .models import LoadedModel, ModelMeta, load_model
 from .runner import ModelRunner, autotune_batch_size, repeatability_warnings, resolve_device, seconds_per_input
+from .selection import Selection, check_class_names, folder_classes
 from .tasks import TaskRecord, get_task
 
 
@@ -37,6 +38,12 @@ class Prepared:
     #: False for a run rebuilt from records (``nero merge``): the models are named, not loaded.
     can_run: bool = True
     warnings: list[str] = field(default_factory=list)
+    #: Names of the models evaluated with random weights (factories without weights, ``--random-init``).
+    random_init: list[str] = field(default_factory=list)
+    #: Options as given that run.json records beside the others (``sample``, ``class_names``, ``random_init``).
+    given: dict[str, Any] = field(default_factory=dict)
+    #: run.json's ``data`` entries about the samples: ``selection``, an ImageFolder's ``class_map``.
+    data_record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def models(self) -> list[LoadedModel]:
@@ -73,9 +80,46 @@ def _unique_names(loaded: list[LoadedModel]) -> None:
             seen[m.name] = 1
 
 
+def _seeded(seed: int, build: Callable[[], LoadedModel]) -> LoadedModel:
+    """``build()`` with torch's CPU random generator seeded with ``seed`` (its state restored after)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return build()
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold equal parameters and buffers."""
+    try:
+        sa, sb = a.state_dict(), b.state_dict()
+        return sa.keys() == sb.keys() and all(torch.equal(sa[k].detach().cpu(), sb[k].detach().cpu()) for k in sa)
+    except Exception:  # noqa: BLE001 - uninitialised (lazy) parameters and other oddities: not the same
+        return False
+
+
+def _load_untrained(arg: str, meta: str | None, name: str | None, trust: bool, dev: torch.device,
+                    random_init: bool, seed: int) -> tuple[LoadedModel, bool]:
+    """A factory model given without ``--weights``, built with the generator seeded by ``seed``, and
+    whether its weights are random. A factory whose weights do not depend on the random state (it
+    has none, or sets or loads them itself: a second build under another seed is equal) is a
+    trained model; one whose weights do is refused unless ``random_init``."""
+    def build(s: int, device: torch.device | str) -> LoadedModel:
+        return _seeded(s, lambda: load_model(arg, meta=meta, name=name, trust_checkpoint=trust, device=device))
+
+    model = build(seed, dev)
+    if random_init:
+        return model, True
+    if _same_state(model.module, build(seed + 1, "cpu").module):
+        return model, False
+    raise OptionError(f"{arg}: a factory model without --weights has random weights; give its trained weights with "
+                      "--weights FILE, or add --random-init to evaluate it untrained")
+
+
 def load_models(models: Sequence[Any], weights: Sequence[str], meta: Sequence[str], names: Sequence[str],
-                trust_checkpoint: bool, dev: torch.device) -> list[LoadedModel]:
-    """MODEL arguments (strings, globs or ``nn.Module`` objects) to loaded models with unique names."""
+                trust_checkpoint: bool, dev: torch.device, *, random_init: bool = False,
+                seed: int = 0) -> tuple[list[LoadedModel], list[str]]:
+    """MODEL arguments (strings, globs or ``nn.Module`` objects) to loaded models with unique names,
+    and the names of those with random weights (a factory without ``--weights``: refused unless
+    ``random_init``, see :func:`_load_untrained`)."""
     if not models:
         raise OptionError("no MODEL given; pass a checkpoint, file.py:callable or sample:NAME (see 'nero list samples')")
     models = [m for a in models for m in (expand_models([a]) if isinstance(a, str) else [a])]
@@ -85,7 +129,7 @@ def load_models(models: Sequence[Any], weights: Sequence[str], meta: Sequence[st
     if len(weights) > len(factory_models):
         raise OptionError(f"{len(weights)} --weights for {len(factory_models)} factory model(s) (file.py:callable); give one per factory model, in order")
     w_iter = iter(weights)
-    loaded = []
+    loaded, random = [], []
     for i, arg in enumerate(models):
         name = names[i] if i < len(names) else None
         if isinstance(arg, torch.nn.Module):  # Python API: a module in memory
@@ -94,10 +138,15 @@ def load_models(models: Sequence[Any], weights: Sequence[str], meta: Sequence[st
                                       format="module", sha256={}, meta=ModelMeta()))
             continue
         w = next(w_iter, None) if arg in factory_models else None
-        loaded.append(load_model(arg, weights=w, meta=meta[i] if i < len(meta) else None, name=name,
-                                 trust_checkpoint=trust_checkpoint, device=dev))
+        m = meta[i] if i < len(meta) else None
+        if arg in factory_models and w is None:
+            model, is_random = _load_untrained(arg, m, name, trust_checkpoint, dev, random_init, seed)
+            loaded.append(model)
+            random += [model] if is_random else []
+            continue
+        loaded.append(load_model(arg, weights=w, meta=m, name=name, trust_checkpoint=trust_checkpoint, device=dev))
     _unique_names(loaded)
-    return loaded
+    return loaded, [m.name for m in random]
 
 
 def _accelerate(loaded: list[LoadedModel], compile: bool, channels_last: bool) -> None:
@@ -138,68 +187,122 @@ def _parse_groups(groups: Sequence[str], task: TaskRecord, dataset: Dataset) -> 
     return specs
 
 
-def _load_data(data: Any, task: TaskRecord, loaded: list[LoadedModel], limit: int | None,
-               classes: Sequence[str]) -> Dataset:
-    shapes = {tuple(m.meta.input_shape) for m in loaded if m.meta.input_shape}
-    channels = next(iter(shapes))[0] if len(shapes) == 1 else None
-    wanted = list(classes) or None
-    dataset = data if isinstance(data, Dataset) else task.load_data(data, channels, limit=limit, classes=wanted)
-    dataset = select(dataset, classes=wanted, limit=limit)
-    for m in loaded:
-        if task.input_kind != "points" and m.meta.input_shape and tuple(m.meta.input_shape[-2:]) != dataset.size:
-            raise NeroError(f"model {m.name} expects {m.meta.input_shape[-2]}x{m.meta.input_shape[-1]} images, "
-                            f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data")
-    return dataset
-
-
-def _class_names(task: TaskRecord, dataset: Dataset, runners: list[ModelRunner]) -> list[str] | None:
-    """The run's class names: the data's, else the first model's metadata. For a logits task, a
-    count that differs from a model's number of logits (on the first sample) is an error naming
-    both numbers: DataError for the data's names, ModelError for a model's metadata (ImageFolder
-    subfolder names may name a subset of the classes)."""
-    owner = next((r for r in runners if r.model.meta.class_names), None)
-    names = dataset.class_names or (owner.model.meta.class_names if owner else None)
-    if not names or task.output != "invariant" or (dataset.class_names and not dataset.names_complete):
-        return names
+def _logit_counts(task: TaskRecord, runners: list[ModelRunner], x: torch.Tensor) -> list[tuple[ModelRunner, int]]:
+    """Each model's number of logits on ``x`` (a logits task only; a model that fails on it is left
+    out: the sweep reports it, with its own message)."""
+    if task.output != "invariant":
+        return []
+    counts = []
     with torch.inference_mode():
         for r in runners:
             try:
-                k = int(task.prepare(r(dataset.inputs[:1]), 1, r.name).shape[-1])
+                counts.append((r, int(task.prepare(r(x), 1, r.name).shape[-1])))
             except ModelError:
-                continue  # a model that fails on the data is reported by the sweep, with its own message
-            if len(names) == k:
                 continue
-            has = f"has {k} classes (logits (N, {k}))"
-            if dataset.class_names:
-                raise DataError(f"{dataset.source}: the data's class_names name {len(names)} classes but model {r.name} "
-                                f"{has}; give one name per class")
-            who = "it" if r is owner else f"model {r.name}"
-            raise ModelError(f"model {owner.name}: its metadata's class_names name {len(names)} classes but {who} {has}; "
-                             "fix class_names in the sidecar JSON (or --meta)")
+    return counts
+
+
+def _model_class_names(runners: list[ModelRunner], given: list[str] | None) -> list[str] | None:
+    """The models' class names: ``--class-names``, else the first model's metadata."""
+    return given or next((r.model.meta.class_names for r in runners if r.model.meta.class_names), None)
+
+
+def _folders_to_classes(task: TaskRecord, runners: list[ModelRunner],
+                        given: list[str] | None) -> Callable[[Dataset], Dataset]:
+    """An ImageFolder's labels as the model's class ids (see :func:`nero_cli.selection.folder_classes`)."""
+    names = _model_class_names(runners, given)
+
+    def relabel(data: Dataset) -> Dataset:
+        if data.folders is None or data.labels is None:
+            return data
+        counts = [] if names else _logit_counts(task, runners, data.inputs[:1])
+        class_map, how = folder_classes(data.folders, names, min((k for _, k in counts), default=None), data.source)
+        return relabel_folders(data, class_map, how, names)
+
+    return relabel
+
+
+def _load_data(data: Any, task: TaskRecord, runners: list[ModelRunner], sel: Selection,
+               given: list[str] | None) -> tuple[Dataset, list[str]]:
+    """``--data`` for ``task``, its ImageFolder folders mapped to the model's classes, cut to ``sel``;
+    and the warnings of doing so."""
+    shapes = {tuple(r.model.meta.input_shape) for r in runners if r.model.meta.input_shape}
+    channels = next(iter(shapes))[0] if len(shapes) == 1 else None
+    dataset, notes = load_selected(task, data, channels, sel, _folders_to_classes(task, runners, given))
+    for r in runners:
+        shape = r.model.meta.input_shape
+        if task.input_kind != "points" and shape and tuple(shape[-2:]) != dataset.size:
+            raise NeroError(f"model {r.name} expects {shape[-2]}x{shape[-1]} images, "
+                            f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data")
+    if dataset.class_map_from == "folder order":
+        pairs = ", ".join(f"{f}={c}" for f, c in list(dataset.class_map.items())[:8])  # type: ignore[union-attr]
+        notes.append(f"{dataset.source}: the model's class names are unknown, so its class folders are labelled in "
+                     f"sorted order ({pairs}); give --class-names to match them by name")
+    return dataset, notes
+
+
+def _class_names(task: TaskRecord, dataset: Dataset, runners: list[ModelRunner],
+                 given: list[str] | None = None) -> list[str] | None:
+    """The run's class names: ``--class-names``, else the data's, else the first model's metadata
+    (an ImageFolder mapped by name has the model's). For a logits task, a count that differs from a
+    model's number of logits (on the first sample) is an error naming both numbers: OptionError for
+    ``--class-names``, DataError for the data's names, ModelError for a model's metadata (ImageFolder
+    subfolder names in sorted order may name a subset of the classes)."""
+    from_data = dataset.class_names if dataset.class_map_from != "class names" else None
+    names = given or from_data or _model_class_names(runners, None)
+    if not names or task.output != "invariant" or (not given and from_data and not dataset.names_complete):
+        return names
+    owner = next((r for r in runners if r.model.meta.class_names), None)
+    for r, k in _logit_counts(task, runners, dataset.inputs[:1]):
+        if len(names) == k:
+            continue
+        has = f"has {k} classes (logits (N, {k}))"
+        if given:
+            raise OptionError(f"--class-names names {len(names)} classes but model {r.name} {has}; give one name per "
+                              "class, in the model's order")
+        if from_data:
+            raise DataError(f"{dataset.source}: the data's class_names name {len(names)} classes but model {r.name} "
+                            f"{has}; give one name per class")
+        who = "it" if r is owner else f"model {r.name}"
+        raise ModelError(f"model {owner.name}: its metadata's class_names name {len(names)} classes "  # type: ignore[union-attr]
+                         f"but {who} {has}; fix class_names in the sidecar JSON (or --meta)")
     return names
 
 
 def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: str | None = None,
             weights: Sequence[str] = (), meta: Sequence[str] = (), names: Sequence[str] = (),
             trust_checkpoint: bool = False, normalize: str | None = None, limit: int | None = None,
-            classes: Sequence[str] = (), device: str = "auto", plot_metric: str | None = None,
+            classes: Sequence[str] = (), sample: int | None = None, seed: int = 0, class_names: Sequence[str] = (),
+            random_init: bool = False, device: str = "auto", plot_metric: str | None = None,
             compile: bool = False, channels_last: bool = False, amp: bool = False) -> Prepared:
-    """Load and check models, data and group specs (everything that can fail before the sweep)."""
+    """Load and check models, data and group specs (everything that can fail before the sweep).
+
+    ``classes``, then ``limit`` (the first N) or ``sample`` (a stratified random N for ``seed``)
+    choose the samples (:mod:`nero_cli.selection`). ``class_names`` name the model's classes in
+    order (an ImageFolder's class folders are matched to them by name). A factory model without
+    ``weights`` is built with the random generator seeded by ``seed``; random weights are refused
+    unless ``random_init``.
+    """
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
-    check_limit(limit)
+    sel = Selection(tuple(classes), limit, sample, seed)
+    given = check_class_names(class_names)
     norm = parse_normalize(normalize)
     dev = resolve_device(device)
-    loaded = load_models(models, weights, meta, names, trust_checkpoint, dev)
+    loaded, random = load_models(models, weights, meta, names, trust_checkpoint, dev, random_init=random_init,
+                                 seed=seed)
     _accelerate(loaded, compile, channels_last)
     task_rec = _task_for(loaded, task)
     metric = _check_plot_metric(task_rec, plot_metric)
-    dataset = _load_data(data, task_rec, loaded, limit, classes)
-    specs = _parse_groups(groups, task_rec, dataset)
     runners = [ModelRunner(m, dev, norm, amp=amp, channels_last=channels_last) for m in loaded]
-    class_names = _class_names(task_rec, dataset, runners)
-    p = Prepared(runners, task_rec, dataset, specs, class_names, metric, dev, norm)
-    p.warnings += repeatability_warnings(runners, dataset.inputs[: min(8, len(dataset))])
+    dataset, notes = _load_data(data, task_rec, runners, sel, given)
+    specs = _parse_groups(groups, task_rec, dataset)
+    p = Prepared(runners, task_rec, dataset, specs, _class_names(task_rec, dataset, runners, given), metric, dev, norm,
+                 random_init=random, given={"sample": sample, "class_names": given, "random_init": random_init},
+                 data_record={"selection": sel.record(dataset.labels is not None), **dataset.record()})
+    p.warnings += repeatability_warnings(runners, dataset.inputs[: min(8, len(dataset))]) + notes
+    if random_init and not random:
+        p.warnings.append("--random-init has no effect: every model has its weights")
     return p
 
 

@@ -24,6 +24,7 @@ import torch
 
 from . import __version__
 from . import runrecord as rr
+from .advice import advice
 from .cache import Cache, load_frame, make_key, save_frame
 from .core import Evaluation, element_weights, evaluate, param_columns, plan_orbits
 from .errors import NeroError, OptionError, OutputError
@@ -50,6 +51,8 @@ class RunResult:
     summary: dict[str, Any]
     plots: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Names of the models evaluated with random weights (``--random-init``).
+    random_init: list[str] = field(default_factory=list)
 
 
 def check_out_dir(out: Path, overwrite: bool, kind: str = "run") -> None:
@@ -87,6 +90,7 @@ def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256
             bar.close()
     agg, summary = tabulate(p, ev)
     p.warnings += coverage_warnings(summary)
+    p.warnings += advice(summary, p.task, n_classes=len(p.class_names) if p.class_names else None)
     return ev, agg, summary
 
 
@@ -191,7 +195,8 @@ def _sweep_key(p: Prepared, reference: str, batch_size: int, seed: int, score_th
     return {"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
             "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
             "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
-            "score_threshold": score_threshold, "device": str(p.device), "amp": amp, "channels_last": channels_last}
+            "score_threshold": score_threshold, "device": str(p.device), "amp": amp, "channels_last": channels_last,
+            "random_init": p.random_init, "class_names": p.class_names, "class_map": p.dataset.class_map}
 
 
 def _split_samples(p: Prepared, batch_size: int, split: tuple[int, int] | None) -> int | None:
@@ -222,7 +227,7 @@ def _provenance(p: Prepared, ev: Evaluation, groups: list[str], settings: dict[s
     """The options (as given, for ``nero merge`` and reruns), cache and process counts of run.json."""
     options = {"models": [m.source for m in p.models], "data": p.dataset.source, "groups": groups,
                "task": p.task.name, "normalize": p.normalize, "reference": ev.reference, "device": str(p.device),
-               "plot_metric": p.plot_metric, **settings}
+               "plot_metric": p.plot_metric, **settings, **p.given}
     return {"options": options, "cache": {"hits": store.hits, "misses": store.misses} if store else None,
             "resumed_chunks": stage.chunks.hits if stage and stage.chunks else 0,
             "processes": ranks[1] if ranks else 1}
@@ -232,6 +237,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  task: str | None = None, weights: Sequence[str] = (), meta: Sequence[str] = (),
                  names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
                  reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
+                 sample: int | None = None, class_names: Sequence[str] = (), random_init: bool = False,
                  batch_size: int | str = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
                  score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True,
                  overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
@@ -244,7 +250,12 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     ``weights``, ``meta`` and ``names`` are matched to the models in order: ``weights``
     to the factory models (``file.py:callable``), ``meta`` and ``names`` to all models.
     MODEL arguments may be globs; their matches are ordered by the epoch or step number
-    in their names. With ``cache=True`` unchanged (checkpoint, data, spec) pieces are reused.
+    in their names. A factory model without weights has random weights: refused unless
+    ``random_init`` (then built with the generator seeded by ``seed``, and marked in run.json).
+    ``classes``, then ``limit`` (the first N) or ``sample`` (N drawn stratified by class for
+    ``seed``) choose the samples; ``class_names`` name the model's classes, which an image
+    folder's class folders are matched to by name. With ``cache=True`` unchanged (checkpoint,
+    data, spec) pieces are reused.
 
     The run is built in ``.<out>.partial`` beside ``out`` (its ``run.json`` says
     ``status: running``), finished chunks of samples are kept there as they complete, and the
@@ -266,6 +277,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     wanted = parse_plot_samples(o.plot_samples)
     p = prepare(o.models, o.data, o.groups, task=o.task, weights=o.weights, meta=o.meta, names=o.names,
                 trust_checkpoint=o.trust_checkpoint, normalize=o.normalize, limit=o.limit, classes=o.classes,
+                sample=o.sample, seed=o.seed, class_names=o.class_names, random_init=o.random_init,
                 device=o.device, plot_metric=o.plot_metric, compile=o.compile, channels_last=o.channels_last,
                 amp=o.amp)
     batch_size = _checked_batch_size(p, o.batch_size, o.amp, o.yes, o.ranks)
@@ -318,8 +330,10 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
             "command": list(command) if command is not None else None,
             "record": record,
             "groups": {pl.label: pl.spec.canonical for pl in ev.plans},
-            "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256} for m in p.models],
+            "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256,
+                        "random_init": m.name in p.random_init} for m in p.models],
             "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": int(table["sample"].nunique()),
+                     **p.data_record,
                      "image_size": list(dataset.size) if p.task.input_kind != "points" else None,
                      "input_shape": list(dataset.inputs.shape[1:])},
             "n_rows": len(table),
@@ -340,7 +354,8 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     plot_files = [out / f.relative_to(tmp) for f in plot_files]
-    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings)
+    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings,
+                     random_init=list(p.random_init))
 
 
 def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
@@ -378,6 +393,9 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
     infos = _shard_infos(run_dirs)
     with claim(out, "run", overwrite, protect=[d for d, _ in infos]):
         p, ev = merged_run(infos, [load_frame(d / "shard.npz") for d, _ in infos])
+        p.random_init = [m["name"] for m in infos[0][1]["models"] if m.get("random_init")]
+        p.data_record = {k: v for k, v in infos[0][1]["data"].items()
+                         if k in ("selection", "class_map", "class_map_from")}
         agg, summary = tabulate(p, ev)
         tmp = rr.partial_dir(out)
         discard(tmp, "run")
