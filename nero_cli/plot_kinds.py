@@ -4,6 +4,8 @@ Each drawer fills one gridspec ``region`` of a figure with the per-model ``frame
 column per name in ``params`` plus the float metric column ``_v``), coloured and scaled by
 ``info``, the metric's registry entry (``label``, ``range``, ``higher_is_better``) as given by
 :func:`nero_cli.plots.metric_info`. :func:`figure_size` is the size each kind wants.
+
+A frame may hold the resampling floor, drawn as :mod:`nero_cli.plot_floor` says.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+
+from .plot_floor import floor_band, floor_note, floor_of, floor_values
 
 Frames = Mapping[str, pd.DataFrame]
 Info = Mapping[str, Any]
@@ -179,24 +183,30 @@ def _mean_by(x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # polar and curve: one line per model
 
 
+def _polar_points(arc: Arc, a: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (deg, along the arc; closed when it is the full circle) and values to draw."""
+    if arc.full:
+        a, v = _mean_by(np.mod(a, 360.0), v)
+        if a.size > 1:
+            return np.append(a, a[0] + 360.0), np.append(v, v[0])
+        return a, v
+    t = arc.unwrap(a)
+    order = np.argsort(t)
+    return t[order], v[order]
+
+
 def draw_polar(fig: Figure, region, frames: Frames, params: Sequence[str], info: Info, colors) -> None:
     p = params[0]
     ax = fig.add_subplot(region, projection="polar")
     arc = arc_of(column_values(frames, p))
     for model, f in frames.items():
-        a, v = _mean_by(f[p].to_numpy(), f["_v"].to_numpy())
-        if arc.full:
-            a = np.mod(a, 360.0)
-            a, v = _mean_by(a, v)
-            if a.size > 1:
-                a = np.append(a, a[0] + 360.0)
-                v = np.append(v, v[0])
-        else:
-            t = arc.unwrap(a)
-            order = np.argsort(t)
-            a, v = t[order], v[order]
-        ax.plot(np.deg2rad(a), v, color=colors[model], lw=1.6, marker="o", ms=2.5, label=model)
-    lo, hi = limits(column_values(frames, "_v"), info)
+        x = f[p].to_numpy()
+        a, v = _polar_points(arc, *_mean_by(x, f["_v"].to_numpy()))
+        ax.plot(np.deg2rad(a), v, color=colors[model], lw=1.6, marker="o", ms=2.5, label=model, zorder=2)
+        floor = floor_of(f)
+        if floor is not None:
+            floor_band(ax, np.deg2rad(a), _polar_points(arc, *_mean_by(x, floor))[1], model, colors[model])
+    lo, hi = limits(np.concatenate([column_values(frames, "_v"), *floor_values(frames)]), info)
     if info["range"] is None:
         pad = 0.05 * (hi - lo)
         lo, hi = lo - pad, hi + pad
@@ -218,11 +228,14 @@ def draw_curve(fig: Figure, region, frames: Frames, params: Sequence[str], info:
     for model, f in frames.items():
         x, v = _mean_by(f[p].to_numpy(), f["_v"].to_numpy())
         xs_all.append(x)
-        ax.plot(x, v, color=colors[model], lw=1.6, marker="o", ms=3, label=model)
+        ax.plot(x, v, color=colors[model], lw=1.6, marker="o", ms=3, label=model, zorder=2)
+        floor = floor_of(f)
+        if floor is not None:
+            floor_band(ax, x, _mean_by(f[p].to_numpy(), floor)[1], model, colors[model])
     xs = np.concatenate(xs_all) if xs_all else np.array([])
     if xs.size and np.isclose(xs, 1.0).any():
         ax.axvline(1.0, color="0.4", lw=0.8, ls="--", zorder=0)
-    lo, hi = limits(column_values(frames, "_v"), info)
+    lo, hi = limits(np.concatenate([column_values(frames, "_v"), *floor_values(frames)]), info)
     pad = 0.03 * (hi - lo)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel(p)
@@ -235,17 +248,20 @@ def draw_curve(fig: Figure, region, frames: Frames, params: Sequence[str], info:
 # heatmap and mosaic: one grid of cells per model, one colour scale
 
 
-def _grid_panels(fig: Figure, region, grids: Mapping[str, np.ndarray], cols: int, info: Info, colors,
-                 draw: Callable[..., None]) -> None:
+def _grid_panels(fig: Figure, region, frames: Frames, grids: Mapping[str, np.ndarray], cols: int, info: Info,
+                 colors, draw: Callable[..., None]) -> None:
     """One axes per model's grid (``cols`` per row) drawn by ``draw(ax, grid, cmap, vmin, vmax)``,
-    titled with the model; one colour range for all: the metric's, else the global min/max."""
+    titled with the model (and its resampling floor, when its frame has one); one colour range for
+    all: the metric's, else the global min/max."""
     vmin, vmax = limits(np.concatenate([g.ravel() for g in grids.values()]), info)
     sub = region.subgridspec(math.ceil(len(grids) / cols), cols)
     axes = []
     for i, (model, g) in enumerate(grids.items()):
         ax = fig.add_subplot(sub[i // cols, i % cols])
         draw(ax, g, cmap_name(info), vmin, vmax)
-        ax.set_title(model, fontsize=10, color=colors[model])
+        note = floor_note(frames[model])
+        ax.set_title(model if note is None else f"{model}\n{note}", fontsize=10 if note is None else 8,
+                     color=colors[model])
         axes.append(ax)
     _colorbar(fig, axes, info, vmin, vmax)
 
@@ -283,7 +299,7 @@ def draw_heatmap(fig: Figure, region, frames: Frames, params: Sequence[str], inf
         ax.set_ylabel(py)
         ax.tick_params(labelsize=8)
 
-    _grid_panels(fig, region, grids, min(len(grids), MAX_HEATMAP_COLUMNS), info, colors, draw)
+    _grid_panels(fig, region, frames, grids, min(len(grids), MAX_HEATMAP_COLUMNS), info, colors, draw)
 
 
 MOSAIC_ROWS = ("id", "flip", "T", "flip\u00b7T")
@@ -314,7 +330,7 @@ def draw_mosaic(fig: Figure, region, frames: Frames, params: Sequence[str], info
         ax.set_yticks(range(g.shape[0]), list(MOSAIC_ROWS[: g.shape[0]]), fontsize=8)
 
     grids = {m: _mosaic_grid(f, params) for m, f in frames.items()}
-    _grid_panels(fig, region, grids, len(grids), info, colors, draw)
+    _grid_panels(fig, region, frames, grids, len(grids), info, colors, draw)
 
 
 # ----------------------------------------------------------------------------------------

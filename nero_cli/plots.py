@@ -13,7 +13,9 @@ Plots only consume tables (pandas DataFrames):
 How a group is drawn is described by a :class:`PlotSpec` (``polar``, ``heatmap``,
 ``curve``, ``disks``, ``sphere`` or ``mosaic``; the drawers are in
 :mod:`nero_cli.plot_kinds`). A metric's label, range and direction (hence its colour
-map) come from the metric registry through the task records (:func:`metric_info`).
+map) come from the metric registry through the task records (:func:`metric_info`). Under an
+equivariance error, a table's ``floor`` column (the resampling floor) is drawn as
+:mod:`nero_cli.plot_floor` describes: a shaded band from 0 on polar and curve plots.
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot state), so
 plotting is thread-safe and nothing needs closing; every figure is written as PNG and SVG.
 """
@@ -34,6 +36,7 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 
 from .measures import Metric
+from .plot_floor import FLOOR, FLOOR_COLUMN, FLOORED_METRICS, has_floor, metrics_with_floor
 from .plot_kinds import DRAWERS, fmt
 from .tasks import TASKS, get_task
 
@@ -41,12 +44,16 @@ from .tasks import TASKS, get_task
 # chosen by ``savefig`` from the file format, whatever the global backend is.
 
 __all__ = [
+    "FLOOR_COLUMN",
+    "FLOORED_METRICS",
     "KINDS",
     "PlotSpec",
     "build_aggregate_figure",
     "build_individual_figure",
     "metric_info",
     "model_colors",
+    "has_floor",
+    "metrics_with_floor",
     "plot_aggregate",
     "plot_individual",
     "plot_error_maps",
@@ -270,13 +277,16 @@ def _value_column(df: pd.DataFrame, metric: str, task: str | None) -> str:
 
 def _frames(df: pd.DataFrame, spec: PlotSpec, metric: str, models: Sequence[str],
             task: str | None) -> dict[str, pd.DataFrame]:
-    """Per model (in ``models`` order, present ones only): params + float column ``_v``."""
+    """Per model (in ``models`` order, present ones only): params + float column ``_v`` (and, under an
+    equivariance error with a ``floor`` column, the resampling floor as :data:`~nero_cli.plot_floor.FLOOR`)."""
     column = _value_column(df, metric, task)
     data = pd.DataFrame({"model": df["model"].to_numpy()})
     for p in spec.params:
         col = df[p]
         data[p] = col.to_numpy() if p == "plane" else _as_float(col)
     data["_v"] = _as_float(df[column])
+    if metric in FLOORED_METRICS and FLOOR_COLUMN in df.columns:
+        data[FLOOR] = _as_float(df[FLOOR_COLUMN])
     by_model = {m: g for m, g in data.groupby("model", sort=False)}
     frames = {m: by_model[m] for m in dict.fromkeys(models) if m in by_model}
     if not frames:

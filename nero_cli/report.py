@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 
 from . import __version__
 from .errors import NeroError, OptionError, OutputError, first_line
-from .plots import PlotSpec, plot_aggregate, save_figure
+from .plots import PlotSpec, metrics_with_floor, plot_aggregate, save_figure
 from .report_data import DEFAULT_MAX_SAMPLES, ReportRun, build_report_data, higher_is_better, load_run, name_runs
 from .report_media import REDUCTIONS, parse_reductions
 from .outdir import IO_ERRORS, claim, commit, io_error, listing
@@ -197,19 +197,20 @@ def _view_aggregate(runs: list[ReportRun], view: dict[str, Any]) -> pd.DataFrame
 
 
 def write_figures(runs: list[ReportRun], data: dict[str, Any], fig_dir: Path, warn: Warn) -> list[Path]:
-    """Static aggregate plots (default metric, every sample, models overlaid) and the epoch curves."""
+    """Static aggregate plots (default metric, every sample, models overlaid; and the equivariance error
+    with its resampling floor shaded, where the floor is not 0) and the epoch curves."""
     paths: list[Path] = []
     for v in data["views"]:
         agg = _view_aggregate(runs, v)
         if agg is None:
             continue
-        metric = v["metrics"][0]
-        stem = "aggregate_" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in v["label"]) + f"_{metric}"
+        label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in v["label"])
         try:
             spec = PlotSpec(group=v["label"], kind=v["kind"], params=tuple(v["plotParams"]),
                             title=f"{v['label']} ({v['n_elements']} elements)")
-            paths += plot_aggregate(agg, spec, metric, [e["name"] for e in v["entries"]], fig_dir, stem=stem,
-                                    task=v["task"])
+            for metric in [m for m in metrics_with_floor(agg, v["metrics"][0]) if m in v["metrics"]]:
+                paths += plot_aggregate(agg, spec, metric, [e["name"] for e in v["entries"]], fig_dir,
+                                        stem=f"aggregate_{label}_{metric}", task=v["task"])
         except Exception as exc:  # noqa: BLE001 - the static figure is a convenience
             warn(f"figure for {v['label']} not written ({first_line(exc)})")
     if data["epochs"]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .checkpoints import epoch_of
 from .errors import first_line
+from .plot_floor import FLOOR_COLUMN, FLOORED_METRICS
 from .plots import model_colors
 from .report_media import REDUCTION_NAMES, camera_matrix, rounded, rounded_list, sample_media
 from .report_views import View, build_views, entry_json
@@ -318,7 +319,8 @@ def build_report_data(runs: list[ReportRun], *, max_samples: int = DEFAULT_MAX_S
                       metrics: Sequence[str] | None = None, reductions: Sequence[str] = ("pca", "ica", "isomap", "tsne"),
                       thumbnails: bool = True, seed: int = 0, warn: Warn = lambda s: None,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The JSON the page reads: views (one per task x group spec), per-sample data, reductions."""
+    """The JSON the page reads: views (one per task x group spec), per-sample data, reductions, and
+    which column holds the resampling floor and under which metrics the page draws it."""
     entries = [{"display": r.display[m], "run": r.name, "model": m} for r in runs for m in r.models]
     colors = model_colors([e["display"] for e in entries])
     sets = sample_sets(runs, max_samples, thumbnails, warn)
@@ -346,6 +348,7 @@ def build_report_data(runs: list[ReportRun], *, max_samples: int = DEFAULT_MAX_S
                                if c.name in r.table and r.table[c.name].dtype == bool}),
         "runs": runs_json(runs),
         "maxSamples": max_samples,
+        "floor": {"column": FLOOR_COLUMN, "metrics": list(FLOORED_METRICS), "label": "resampling floor"},
         "camera": rounded_list(camera_matrix().reshape(-1), 9),
     }
 

@@ -20,6 +20,7 @@ from orbits.outputs import time_reversed
 from orbits.spec import IMAGE_ACTION_OPTIONS
 
 from .errors import OptionError, first_line
+from .plot_floor import FLOOR_COLUMN
 from .report_media import REDUCTION_NAMES, encode_column, encode_coords, reduce_curves, rounded, rounded_list
 
 #: The parameter columns of a point-cloud orbit that the page rotates the embedded cloud by.
@@ -234,19 +235,23 @@ class Grid:
         return arr
 
 
+def _along(ac: pd.DataFrame, column: str, g: int) -> list:
+    """A summary.csv column of one class subset as a curve over the ``g`` elements (NaN where missing)."""
+    el = ac["element"].to_numpy().astype(int)
+    ok = (el >= 0) & (el < g)
+    arr = np.full(g, np.nan)
+    arr[el[ok]] = ac[column].to_numpy(dtype=float)[ok]
+    return rounded_list(arr)
+
+
 def _agg_curves(am: pd.DataFrame, metrics: Sequence[str], g: int) -> dict[str, Any]:
-    """Per class subset of summary.csv: each metric's aggregate curve and the sample count."""
+    """Per class subset of summary.csv: each metric's aggregate curve, the sample count and, when the
+    table has one, the resampling floor's curve (``floor``, drawn as a band under equivariance errors)."""
     out = {}
     for cls, ac in am.groupby("class", sort=False):
-        el = ac["element"].to_numpy().astype(int)
-        ok = (el >= 0) & (el < g)
-        curves = {}
-        for metric in metrics:
-            if metric in ac:
-                arr = np.full(g, np.nan)
-                arr[el[ok]] = ac[metric].to_numpy(dtype=float)[ok]
-                curves[metric] = rounded_list(arr)
-        out[str(cls)] = {"curves": curves, "n": rounded(ac["n"].max())}
+        out[str(cls)] = {"curves": {m: _along(ac, m, g) for m in metrics if m in ac}, "n": rounded(ac["n"].max())}
+        if FLOOR_COLUMN in ac:
+            out[str(cls)]["floor"] = _along(ac, FLOOR_COLUMN, g)
     return out
 
 

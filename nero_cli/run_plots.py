@@ -12,7 +12,7 @@ import torch
 from orbits import parse_spec
 
 from .errors import OptionError
-from .plots import PlotSpec, plot_aggregate, plot_error_maps, plot_individual
+from .plots import PlotSpec, metrics_with_floor, plot_aggregate, plot_error_maps, plot_individual
 from .runner import ModelRunner
 from .summary import rank_samples
 from .tasks import TaskRecord, get_task
@@ -75,7 +75,8 @@ def pixel_maps(task: TaskRecord, runners: Sequence[ModelRunner], dataset: Any, p
 def write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, record: dict[str, Any], dataset: Any,
                 runners: Sequence[ModelRunner] | None, metric: str, wanted: Any) -> list[Path]:
     """Aggregate and individual NERO plots of every group, and the task's per-pixel maps when the
-    models are at hand; returns the files written."""
+    models are at hand; returns the files written. A group with a non-zero resampling floor also
+    gets its aggregate ``equivariance_error`` plot, the floor shaded under it, whatever ``metric`` is."""
     task = get_task(record["task"])
     models = list(dict.fromkeys(table["model"].astype(str)))
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +85,10 @@ def write_plots(plot_dir: Path, table: pd.DataFrame, agg: pd.DataFrame, record: 
     for label, info in record["plots"].items():
         title = f"{label} ({info['n_elements']} elements)"
         spec = PlotSpec(group=label, kind=info["kind"], params=tuple(info["params"]), title=title)
-        paths += plot_aggregate(agg[agg["group"] == label], spec, metric, models, plot_dir,
-                                stem=f"aggregate_{safe_name(label)}_{metric}", task=task.name)
+        group_agg = agg[agg["group"] == label]
+        for m in metrics_with_floor(group_agg, metric):
+            paths += plot_aggregate(group_agg, spec, m, models, plot_dir,
+                                    stem=f"aggregate_{safe_name(label)}_{m}", task=task.name)
         rows = table[table["group"] == label]
         for sid in sample_ids:
             pos = int(np.nonzero(dataset.index == sid)[0][0])

@@ -8,6 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
 
 from nero_cli import plots
 from nero_cli.errors import OptionError
@@ -348,3 +349,104 @@ def test_error_maps(tmp_path):
     assert "<!-- e16 -->" not in svg  # at most 16 elements (evenly spaced over the orbit)
     with pytest.raises(ValueError, match="no error maps"):
         plot_error_maps(maps, [], ["c"], 3, None, tmp_path, "none")
+
+
+# ------------------------------------------------------------------------------------------- resampling floor
+
+
+def _with_floor(agg: pd.DataFrame) -> pd.DataFrame:
+    """A floor per model and element: 0 at the exact elements (element 0 and multiples of 6), else
+    growing with the element, different per model."""
+    agg = agg.copy()
+    e = agg["element"].to_numpy()
+    agg["floor"] = np.where(e % 6 == 0, 0.0, 0.001 * e * (1 + (agg["model"] == MODELS[1]).to_numpy()))
+    agg["excess_equivariance_error"] = (agg["equivariance_error"] - agg["floor"]).clip(lower=0)
+    return agg
+
+
+def _bands(fig) -> dict[str, object]:
+    """The floor bands of a figure's axes by label: fill_between's PolyCollections."""
+    return {c.get_label(): c for ax in fig.axes for c in ax.collections
+            if isinstance(c, PolyCollection) and c.get_label().startswith("resampling floor")}
+
+
+def _legend(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+
+@pytest.mark.parametrize("kind", ["polar", "curve"])
+def test_floor_band_under_equivariance_error(kind):
+    spec, elements, models = SPECS[kind]
+    agg = _with_floor(_agg(spec.group, models, elements))
+    for metric in ("equivariance_error", "excess_equivariance_error"):
+        fig = plots.build_aggregate_figure(agg, spec, metric, models)
+        bands = _bands(fig)
+        assert set(bands) == {f"resampling floor ({m})" for m in models}
+        assert {f"resampling floor ({m})" for m in models} <= set(_legend(fig))
+    # the band spans 0 up to the floor of its model: its top is the model's largest floor
+    for m in models:
+        verts = np.concatenate([p.vertices for p in bands[f"resampling floor ({m})"].get_paths()])
+        rows = agg[(agg["model"] == m) & (agg["class"] == "all")]
+        assert verts[:, 1].min() == 0.0 and verts[:, 1].max() == pytest.approx(rows["floor"].max())
+    # the same in an individual plot, from the results rows of that sample
+    res = _with_floor(_results(_agg(spec.group, models, elements)))
+    fig = plots.build_individual_figure(res, spec, "equivariance_error", models, 1, np.zeros((8, 8)))
+    assert set(_bands(fig)) == {f"resampling floor ({m})" for m in models}
+
+
+@pytest.mark.parametrize("kind", ["polar", "curve"])
+def test_no_floor_band_without_a_floor(kind):
+    spec, elements, models = SPECS[kind]
+    agg = _agg(spec.group, models, elements)
+    assert not _bands(plots.build_aggregate_figure(agg, spec, "equivariance_error", models))  # no floor column
+    floored = _with_floor(agg)
+    assert not _bands(plots.build_aggregate_figure(floored, spec, "confidence", models))  # not an equivariance error
+    floored["floor"] = 0.0  # every element exact on the pixel grid
+    assert not _bands(plots.build_aggregate_figure(floored, spec, "equivariance_error", models))
+    fig = plots.build_individual_figure(_results(agg), spec, "equivariance_error", models, 0, None)
+    assert not _bands(fig) and not any("floor" in t for t in _legend(fig))
+
+
+def test_floor_above_the_curve_stays_in_view():
+    spec, elements, models = SPECS["curve"]
+    agg = _agg(spec.group, models, elements)
+    agg["floor"] = 5.0  # flow's equivariance error has no fixed range: the axis covers the floor
+    fig = plots.build_aggregate_figure(agg, spec, "equivariance_error", models, task="flow")
+    assert fig.axes[0].get_ylim()[1] >= 5.0
+
+
+def test_floor_on_heatmaps_and_mosaics_is_stated_under_the_model():
+    spec, elements, models = SPECS["heatmap"]
+    agg = _agg(spec.group, models, elements)
+    agg["floor"] = np.where(agg["model"] == models[0], 0.01 * agg["element"], 0.0)
+    fig = plots.build_aggregate_figure(agg, spec, "equivariance_error", models)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    rows = agg[(agg["model"] == models[0]) & (agg["class"] == "all")]["floor"]
+    assert titles == [f"{models[0]}\nresampling floor: mean {rows.mean():.3g}, max {rows.max():.3g}", models[1]]
+    fig = plots.build_aggregate_figure(agg, spec, "confidence", models)
+    assert [ax.get_title() for ax in fig.axes if ax.get_label() != "<colorbar>"] == models
+    mosaic = _mosaic_agg(("k", "flip"), ["a"])
+    mosaic["equivariance_error"] = mosaic["aee"]
+    mosaic["floor"] = 0.002
+    fig = plots.build_aggregate_figure(mosaic, PlotSpec("d4", "mosaic", ("k", "flip")), "equivariance_error", ["a"],
+                                       task="flow")
+    assert fig.axes[0].get_title() == "a\nresampling floor: mean 0.002, max 0.002"
+
+
+def test_write_plots_adds_the_equivariance_error_plot_where_there_is_a_floor(tmp_path):
+    from nero_cli.run_plots import write_plots
+
+    rot = _with_floor(_agg("rotation", MODELS[:1], ROT))
+    shift = _agg("shift", MODELS[:1], SHIFT)
+    shift["floor"] = 0.0  # integer shifts: exact
+    agg = pd.concat([rot, shift], ignore_index=True)
+    table = _results(agg)
+    record = {"task": "classification", "reference": "labels", "plots": {
+        "rotation": {"spec": "rotation:step=15", "kind": "polar", "params": ["angle"], "n_elements": len(ROT)},
+        "shift": {"spec": "shift:extent=2", "kind": "heatmap", "params": ["dx", "dy"], "n_elements": len(SHIFT)}}}
+    paths = write_plots(tmp_path, table, agg, record, None, None, "confidence", [])
+    assert sorted(p.name for p in paths if p.suffix == ".png") == [
+        "aggregate_rotation_confidence.png", "aggregate_rotation_equivariance_error.png", "aggregate_shift_confidence.png"]
+    paths = write_plots(tmp_path / "eq", table, agg, record, None, None, "equivariance_error", [])
+    assert sorted(p.name for p in paths if p.suffix == ".png") == [
+        "aggregate_rotation_equivariance_error.png", "aggregate_shift_equivariance_error.png"]

@@ -91,6 +91,8 @@ def test_report_files_are_self_contained(report):
     assert 1e6 < html.stat().st_size < 15e6
     figs = {p.name for p in (report / "figures").iterdir()}
     assert {"aggregate_rotation_confidence.png", "aggregate_shift_confidence.png"} <= figs
+    # the equivariance error with its resampling floor shaded, for the group whose floor is not 0 (45 degrees)
+    assert "aggregate_rotation_equivariance_error.png" in figs and "aggregate_shift_equivariance_error.png" not in figs
     assert any(f.startswith("epochs_") for f in figs)
     assert not list(report.parent.glob(".report.partial-*"))
 
@@ -138,6 +140,17 @@ def test_report_data_overlays_models_and_embeds_samples(report, runs):
     agg = pd.read_csv(runs["a"] / "summary.csv")
     want = agg[(agg["model"] == "mnist-cnn") & (agg["group"] == "rotation") & (agg["class"] == "all")].sort_values("element")
     assert e["agg"]["all"]["curves"]["confidence"] == pytest.approx(want["confidence"].to_list(), rel=1e-5)
+    # the resampling floor's curve, per class subset, from summary.csv: 0 where rotation is exact (quarter turns)
+    assert data["floor"] == {"column": "floor", "metrics": ["equivariance_error", "excess_equivariance_error"],
+                             "label": "resampling floor"}
+    floor = e["agg"]["all"]["floor"]
+    assert floor == pytest.approx(want["floor"].to_list(), rel=1e-5, abs=1e-12)
+    assert [floor[i] for i in (0, 2, 4, 6)] == [0, 0, 0, 0] and all(floor[i] > 0 for i in (1, 3, 5, 7))
+    assert set(e["agg"]) == set(rot["classes"]) and all("floor" in a for a in e["agg"].values())
+    per_sample = decode(e["cols"]["floor"]["b"], "<f4").reshape(150, 8)  # the individual plots' band
+    assert per_sample[3, 1] == pytest.approx(float(table[(table["model"] == "mnist-cnn") & (table["group"] == "rotation")
+                                                         & (table["sample"] == ds["samples"][3])
+                                                         & (table["element"] == 1)]["floor"].iloc[0]), rel=1e-6)
     # image transforms: inverse matrices per element; 90 degrees is exact
     tf = rot["transform"]
     assert tf["type"] == "image" and len(tf["inv"]) == 8 and tf["padding"] == "zeros"
@@ -204,12 +217,15 @@ def test_other_tasks(other_reports):
     assert v["transform"]["type"] == "image" and sum(v["transform"]["swap"]) == 8
     ds = flow["datasets"][v["data"]]
     assert len(ds["thumbs"][0]) == 2  # both frames
-    assert set(v["entries"][0]["cols"]) == {"aee", "rmse", "equivariance_error"}
+    assert set(v["entries"][0]["cols"]) == {"aee", "rmse", "equivariance_error", "coverage", "floor",
+                                            "excess_equivariance_error"}
+    assert set(v["entries"][0]["agg"]["all"]["floor"]) == {0}  # d4t is exact on the pixel grid: a floor of 0
     pc = page_data(other_reports["pointcloud"])
     v = pc["views"][0]
     assert v["kind"] == "disks" and v["transform"] == {"type": "points"}
     ds = pc["datasets"][v["data"]]
     assert all(c for c in ds["clouds"]) and {"qw", "qx", "qy", "qz"} <= set(v["params"])
+    assert "floor" not in v["entries"][0]["agg"]["all"]  # point clouds are never resampled
 
 
 def test_import_is_light():
@@ -398,6 +414,26 @@ def test_browser_click_through(browser, report, tmp_path):
     cells = [c.text for c in first.find_elements(By.TAG_NAME, "td")]
     assert cells[0] == "mnist-cnn" and f"{row['confidence']:.4f}" in cells and str(int(row["prediction"])) in cells
 
+    # the resampling floor: a shaded band under the equivariance error, in the aggregate and individual plots
+    def traces(div):
+        return d.execute_script(
+            "return document.getElementById(arguments[0]).data.map(function (t) {"
+            " return {name: t.name || null, fill: t.fill || null, meta: t.meta || null, r: t.r || null}; });", div)
+
+    assert not [t for t in traces("aggregate") if t["meta"] == "floor"]  # confidence: no band
+    Select(d.find_element(By.ID, "sel-metric")).select_by_value("equivariance_error")
+    _wait(d, lambda: any(t["meta"] == "floor" for t in traces("individual")), "the floor band of the individual plot")
+    bands = [t for t in traces("aggregate") if t["meta"] == "floor"]
+    assert [t["name"] for t in bands] == [f"resampling floor ({m})" for m in ("mnist-cnn", "mnist-cnn-aug", "net_ep1", "net_ep5")]
+    assert all(t["fill"] == "toself" for t in bands)
+    rows = table[(table["model"] == "mnist-cnn") & (table["group"] == "rotation") & (table["sample"] == int(want))]
+    band = [t for t in traces("individual") if t["name"] == "resampling floor (mnist-cnn)"][0]
+    assert max(band["r"]) == pytest.approx(rows["floor"].max(), rel=1e-5) and min(band["r"]) == 0
+    assert d.find_elements(By.CSS_SELECTOR, "#aggregate .scatterlayer path.js-fill")  # drawn, not only listed
+    assert "resampling floor" in d.find_element(By.ID, "agg-note").text
+    Select(d.find_element(By.ID, "sel-metric")).select_by_value("confidence")
+    _wait(d, lambda: not [t for t in traces("individual") if t["meta"] == "floor"], "the band to go with the metric")
+
     # step through the ranking
     ranked = d.execute_script("return NERO.state.ranked.map(function (s) { var ds = NERO.data.datasets[NERO.data.views[NERO.state.view].data]; return String(ds.samples[s]); });")
     pos = ranked.index(want)
@@ -413,6 +449,7 @@ def test_browser_click_through(browser, report, tmp_path):
     Select(d.find_element(By.ID, "sel-method")).select_by_value("tsne")
     _wait(d, lambda: len(d.find_elements(By.CSS_SELECTOR, "#reduction .scatterlayer .trace:first-child .point")) == 50,
           "the class-4 points")
+    assert not [t for t in traces("aggregate") if t["meta"] == "floor"]  # integer shifts are exact: no floor
     assert not d.find_element(By.ID, "epochs-section").get_attribute("hidden")
     d.save_screenshot(str(tmp_path / "report.png"))
     assert not _severe(d.get_log("browser"))
