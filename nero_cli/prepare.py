@@ -297,6 +297,7 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     runners = [ModelRunner(m, dev, norm, amp=amp, channels_last=channels_last) for m in loaded]
     dataset, notes = _load_data(data, task_rec, runners, sel, given)
     specs = _parse_groups(groups, task_rec, dataset)
+    _first_forward(task_rec, dataset, runners)
     p = Prepared(runners, task_rec, dataset, specs, _class_names(task_rec, dataset, runners, given), metric, dev, norm,
                  random_init=random, given={"sample": sample, "class_names": given, "random_init": random_init},
                  data_record={"selection": sel.record(dataset.labels is not None), **dataset.record()})
@@ -304,6 +305,14 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     if random_init and not random:
         p.warnings.append("--random-init has no effect: every model has its weights")
     return p
+
+
+def _first_forward(task: TaskRecord, dataset: Dataset, runners: list[ModelRunner]) -> None:
+    """Run every model once on the first sample, so a model that cannot take the data, or returns
+    what the task does not expect, fails in one line before any work is done or kept."""
+    with torch.inference_mode():
+        for r in runners:
+            task.prepare(r(dataset.inputs[:1]), 1, r.name)
 
 
 def resolve_batch_size(p: Prepared, batch_size: int | str) -> int:

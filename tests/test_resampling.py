@@ -83,3 +83,18 @@ def test_antialias_is_exact_on_exact_elements_and_averages_sub_pixel_samples():
     grid = torch.stack([(2 * src[0] + 1) / 12 - 1, (2 * src[1] + 1) / 12 - 1], -1).reshape(1, 36, 36, 2).float()
     hi = torch.nn.functional.grid_sample(x, grid.expand(2, -1, -1, -1), align_corners=False)
     assert torch.allclose(b[1], torch.nn.functional.avg_pool2d(hi, 3), atol=1e-6)
+
+
+def test_a_c8_steerable_network_is_exact_at_quarter_turns_and_within_the_floor_at_45_degrees():
+    """Built as e2cnn/escnn build C8 networks (a rotated filter bank, group pooling): the floor
+    separates it from the plain CNN at 45°, as it separates the ring model."""
+    from tests.fixtures.equivariant_models import C8Lifting
+
+    t, _ = nero_cli.evaluate(C8Lifting(), "sample:mnist500", "rotation:step=45", limit=100, device="cpu")
+    assert t.loc[t["angle"] % 90 == 0, "equivariance_error"].max() < 1e-5
+    r = _at(t, 45)
+    assert r["equivariance_error"].mean() > 0.002
+    assert r["excess_equivariance_error"].mean() < 0.3 * r["equivariance_error"].mean()
+    cnn, _ = nero_cli.evaluate(sample_models.build_sample("mnist-cnn"), "sample:mnist500", "rotation:step=45",
+                               limit=100, device="cpu")
+    assert _at(cnn, 45)["excess_equivariance_error"].mean() > 50 * r["excess_equivariance_error"].mean()

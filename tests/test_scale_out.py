@@ -95,9 +95,15 @@ def test_batch_size_auto_backs_off_on_out_of_memory():
         def forward(self, x):
             raise ValueError("not a memory problem")
 
-    p = prepare([Broken()], "sample:mnist500", ["rotation:step=90"], device="cpu", limit=4)
-    with pytest.raises(ValueError):
-        resolve_batch_size(p, "auto")
+    from nero_cli.errors import ModelError
+    from nero_cli.models import LoadedModel
+    from nero_cli.runner import ModelRunner, autotune_batch_size
+
+    with pytest.raises(ModelError, match="not a memory problem"):  # refused before any work
+        prepare([Broken()], "sample:mnist500", ["rotation:step=90"], device="cpu", limit=4)
+    broken = ModelRunner(LoadedModel("broken", Broken(), "<python object>", "module"))
+    with pytest.raises(ValueError):  # the autotuner backs off on out-of-memory only
+        autotune_batch_size([broken], torch.zeros(1, 1, 28, 28))
 
 
 def test_channels_last_and_amp_flags_keep_results(whole, tmp_path):
