@@ -98,3 +98,18 @@ def test_a_c8_steerable_network_is_exact_at_quarter_turns_and_within_the_floor_a
     cnn, _ = nero_cli.evaluate(sample_models.build_sample("mnist-cnn"), "sample:mnist500", "rotation:step=45",
                                limit=100, device="cpu")
     assert _at(cnn, 45)["excess_equivariance_error"].mean() > 50 * r["excess_equivariance_error"].mean()
+
+
+def test_the_gate_checks_the_error_above_the_floor(tmp_path):
+    from typer.testing import CliRunner
+
+    from nero_cli.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["evaluate", "sample:mnist-c4", "--data", "sample:mnist500", "--sample", "30", "-g",
+                            "rotation:step=90", "--out", str(out), "-q", "--no-cache", "--plot-samples", "none"])
+    assert r.exit_code == 0, r.stderr
+    assert runner.invoke(app, ["gate", str(out), "--check", "max-excess-equivariance-error=1e-5"]).exit_code == 0
+    r = runner.invoke(app, ["gate", str(out), "--check", "min-coverage=1.01"])
+    assert r.exit_code == 1
