@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,13 +102,6 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 def partial_dir(out: Path) -> Path:
     """Where a run for ``out`` is written before it is complete."""
     return out.parent / f".{out.name}.partial"
-
-
-def commit_dir(tmp: Path, out: Path) -> None:
-    """Rename the finished run folder ``tmp`` to ``out`` (replacing an earlier run there)."""
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 @dataclass
@@ -293,5 +285,5 @@ def make_record(task: TaskRecord, reference: str, param_columns: Sequence[str], 
 
 
 __all__ = ["RunRecord", "open_run", "make_record", "write_atomic", "write_json", "write_table", "read_json",
-           "read_status", "partial_dir", "commit_dir", "json_text", "KEYS", "RUN_JSON", "RESULTS", "AGGREGATE",
+           "read_status", "partial_dir", "json_text", "KEYS", "RUN_JSON", "RESULTS", "AGGREGATE",
            "SUMMARY"]
