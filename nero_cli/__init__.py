@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "evaluate", "evaluate_run"]
+__all__ = ["__version__", "evaluate", "evaluate_run", "layers", "search", "lie"]
 
 
 def __getattr__(name: str):  # lazy: keep `import nero_cli` and `nero --help` instant
@@ -27,4 +27,16 @@ def __getattr__(name: str):  # lazy: keep `import nero_cli` and `nero --help` in
         from .api import evaluate
 
         return evaluate
+    if name == "layers":
+        from .layer_errors import layers
+
+        return layers
+    if name == "search":
+        from .breaking import search
+
+        return search
+    if name == "lie":
+        from .lie_derivative import lie
+
+        return lie
     raise AttributeError(name)

@@ -212,10 +212,16 @@ from .gate_cli import add_command as _add_gate  # noqa: E402  (light modules: he
 from .report_cli import add_command as _add_report  # noqa: E402
 
 from .doctor_cli import add_command as _add_doctor  # noqa: E402
+from .layers_cli import add_command as _add_layers  # noqa: E402
+from .search_cli import add_command as _add_search  # noqa: E402
+from .lie_cli import add_command as _add_lie  # noqa: E402
 
 _add_gate(app, _guard)
 _add_report(app, _guard)
 _add_doctor(app, _guard)
+_add_layers(app, _guard)
+_add_search(app, _guard)
+_add_lie(app, _guard)
 
 
 def main() -> None:

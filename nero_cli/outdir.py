@@ -37,7 +37,8 @@ from .errors import OutputError
 #: The manifest of each kind of folder: written last, it proves the folder is nero's.
 MANIFESTS = {"run": "run.json", "report": "report.json"}
 #: What a partial folder of each kind may hold (files, or folders ending in "/").
-PARTIAL_FILES = {"run": ("run.json", "results.csv", "summary.csv", "summary.json", "shard.npz", "chunks/", "plots/"),
+PARTIAL_FILES = {"run": ("run.json", "results.csv", "summary.csv", "summary.json", "shard.npz", "chunks/", "plots/",
+                         "lie.csv", "layers.csv", "search.csv"),
                  "report": ("report.json", "report.html", "figures/")}
 #: errno values that mean "this place cannot be written" (reported with exit 5, not as a bug).
 IO_ERRORS = {errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EACCES, errno.EDQUOT, errno.EPERM, errno.EISDIR,
