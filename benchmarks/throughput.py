@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--loop-samples", type=int, default=40, help="samples for the (slow) per-image loop")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--amp", action="store_true", help="CUDA: bfloat16 autocast for the forward passes")
+    ap.add_argument("--no-floor", action="store_true", help="skip the resampling floor's round-trip passes")
     ap.add_argument("--out", default=str(Path(__file__).with_name("throughput.json")))
     args = ap.parse_args()
 
@@ -89,7 +90,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             evaluate_run([args.model], "sample:mnist500", [args.group], Path(tmp) / "run", limit=args.samples,
                          batch_size=best_bs, device=args.device, plot_samples="none", plot_metric="confidence",
-                         command=["benchmark"], plots=False, amp=args.amp, yes=True,
+                         command=["benchmark"], plots=False, amp=args.amp, yes=True, floor=not args.no_floor,
                          random_init=True)  # speed only: a factory's random weights will do
     e2e_rate = total / timed(e2e, 2)
 

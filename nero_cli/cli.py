@@ -113,6 +113,7 @@ def evaluate(
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="detection: predictions counted for precision/recall/F1."),
     plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots: worst:K, best:K (by mean confidence), ids like 3,17, or none."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only (CSV, JSON), no plots."),
+    no_floor: bool = typer.Option(False, "--no-floor", help="Skip the resampling floor (one more forward pass per non-exact element); its columns are left empty."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate everything again instead of reusing cached (checkpoint, data, group) results ($NERO_CACHE_DIR or ~/.cache/nero)."),
     gate: bool = typer.Option(False, "--gate", help="Run 'nero gate' on the fresh run with the thresholds of nero.toml / pyproject.toml; exit 1 if a check fails."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
@@ -133,7 +134,7 @@ def evaluate(
             classes=_split(classes), sample=sample, class_names=class_names.split(",") if class_names else [],
             random_init=random_init, batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
             score_threshold=score_threshold, plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite,
-            cache=not no_cache, resume=resume, yes=yes, shard=shard, amp=amp, compile=compile_,
+            cache=not no_cache, floor=not no_floor, resume=resume, yes=yes, shard=shard, amp=amp, compile=compile_,
             channels_last=channels_last, command=["nero", *sys.argv[1:]], progress_factory=None if quiet else console.Bar,
         )
         if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports

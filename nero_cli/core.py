@@ -202,6 +202,9 @@ class Sweep:
         eq = task.metric("equivariance_error").row
         trip = outputs[chunk.identity : chunk.identity + 1].expand_as(outputs).clone()  # exact elements: f(x)
         todo = inexact(action, g)
+        if todo and self.options.get("floor") is False:  # --no-floor: no round trips, the floor is unknown
+            nan = torch.full((g, x.shape[0]), float("nan"), dtype=torch.float64)
+            return {"floor": nan, "excess": nan, "coverage": coverage(x, plan.spec, size)}
         if todo:
             trip[todo] = runner.orbit(x, round_trip(plan.spec, size), todo, per_pass, task.prepare)
         floor = eq(task.score(trip, chunk)).double()

@@ -73,14 +73,16 @@ def _versions() -> dict[str, str]:
 
 def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256, seed: int = 0,
             score_threshold: float = 0.5, cache: Any = None, chunks: Any = None, chunk_samples: int | None = None,
-            progress_factory: Callable[[int], Any] | None = None) -> tuple[Evaluation, pd.DataFrame, dict[str, Any]]:
-    """Run the sweep; return the evaluation, the aggregate table and the summary."""
+            progress_factory: Callable[[int], Any] | None = None,
+            floor: bool = True) -> tuple[Evaluation, pd.DataFrame, dict[str, Any]]:
+    """Run the sweep; return the evaluation, the aggregate table and the summary (``floor=False``:
+    skip the round trips of the resampling floor; its columns are then empty)."""
     batch_size = resolve_batch_size(p, batch_size)
     data_key = hashlib.sha256((p.dataset.sha256 + ":" + ",".join(map(str, p.dataset.index.tolist()))).encode()).hexdigest()
     bar = progress_factory(p.n_inputs()) if progress_factory else None
     r0 = p.runners[0] if p.runners else None
     options = {"score_threshold": score_threshold, "amp": bool(r0 and r0.amp),
-               "channels_last": bool(r0 and r0.channels_last)}
+               "channels_last": bool(r0 and r0.channels_last), **({} if floor else {"floor": False})}
     try:
         ev = evaluate(p.runners, p.dataset, p.specs, p.task, reference=reference, batch_size=batch_size, seed=seed,
                       options=options, progress=bar.advance if bar else None, cache=cache, data_key=data_key,
@@ -191,12 +193,13 @@ def _checked_batch_size(p: Prepared, batch_size: int | str, amp: bool, yes: bool
 
 
 def _sweep_key(p: Prepared, reference: str, batch_size: int, seed: int, score_threshold: float, amp: bool,
-               channels_last: bool) -> dict[str, Any]:
+               channels_last: bool, floor: bool = True) -> dict[str, Any]:
     return {"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
             "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
             "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
             "score_threshold": score_threshold, "device": str(p.device), "amp": amp, "channels_last": channels_last,
-            "random_init": p.random_init, "class_names": p.class_names, "class_map": p.dataset.class_map}
+            "random_init": p.random_init, "class_names": p.class_names, "class_map": p.dataset.class_map,
+            **({} if floor else {"floor": False})}
 
 
 def _split_samples(p: Prepared, batch_size: int, split: tuple[int, int] | None) -> int | None:
@@ -239,7 +242,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
                  sample: int | None = None, class_names: Sequence[str] = (), random_init: bool = False,
                  batch_size: int | str = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
-                 score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True,
+                 score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True, floor: bool = True,
                  overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
                  resume: bool = False, yes: bool = False, shard: str | None = None,
                  amp: bool = False, compile: bool = False, channels_last: bool = False,
@@ -281,7 +284,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
                 device=o.device, plot_metric=o.plot_metric, compile=o.compile, channels_last=o.channels_last,
                 amp=o.amp)
     batch_size = _checked_batch_size(p, o.batch_size, o.amp, o.yes, o.ranks)
-    key_parts = _sweep_key(p, o.reference, batch_size, o.seed, o.score_threshold, o.amp, o.channels_last)
+    key_parts = _sweep_key(p, o.reference, batch_size, o.seed, o.score_threshold, o.amp, o.channels_last, o.floor)
     whole = p.dataset
     per_chunk = _split_samples(p, batch_size, o.part or o.ranks)
     config = make_key({**key_parts, "index": p.dataset.index.tolist()})
@@ -290,7 +293,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     ev, agg, summary = _staged(stage, lambda: compute(
         p, reference=o.reference, batch_size=batch_size, seed=o.seed, score_threshold=o.score_threshold,
         cache=store, chunks=stage.chunks if stage else None, chunk_samples=per_chunk,
-        progress_factory=o.progress_factory if lead else None))
+        progress_factory=o.progress_factory if lead else None, floor=o.floor))
     if store is not None and store.warning:
         p.warnings.append(store.warning)
     if o.ranks:  # torchrun: rank 0 gathers every rank's rows and writes the run
@@ -299,7 +302,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
             return RunResult(out=o.out, table=ev.table, aggregate=agg, summary=summary, warnings=p.warnings)
         agg, summary = _gather(p, ev, o.ranks, whole)
     settings = {k: getattr(o, k) for k in ("trust_checkpoint", "limit", "seed", "plot_samples", "score_threshold",
-                                           "cache", "shard", "amp", "compile", "channels_last")}
+                                           "cache", "shard", "amp", "compile", "channels_last", "floor")}
     settings.update(weights=list(o.weights), meta=list(o.meta), names=list(o.names), classes=list(o.classes),
                     batch_size=batch_size)
     extra = _provenance(p, ev, list(o.groups), settings, store, stage, o.ranks)

@@ -91,7 +91,8 @@ def summarise(table: pd.DataFrame, task: TaskRecord,
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for model, group, t in blocks(table):
         st = block_stats(t, task, elements=(elements or {}).get(group))
-        row: dict[str, Any] = {"n_samples": st.samples, "n_elements": st.n_elements, **st.compute(keys)}
+        values = {k: (None if v != v else v) for k, v in st.compute(keys).items()}  # NaN (e.g. --no-floor): null
+        row: dict[str, Any] = {"n_samples": st.samples, "n_elements": st.n_elements, **values}
         out.setdefault(model, {})[group] = row
     return out
 

@@ -113,3 +113,23 @@ def test_the_gate_checks_the_error_above_the_floor(tmp_path):
     assert runner.invoke(app, ["gate", str(out), "--check", "max-excess-equivariance-error=1e-5"]).exit_code == 0
     r = runner.invoke(app, ["gate", str(out), "--check", "min-coverage=1.01"])
     assert r.exit_code == 1
+
+
+def test_no_floor_skips_the_round_trips_and_leaves_the_floor_unknown(tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from nero_cli.cli import app
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "--sample", "20", "-g",
+                                 "rotation:step=45", "--out", str(out), "-q", "--no-cache", "--no-floor",
+                                 "--plot-samples", "none"])
+    assert r.exit_code == 0, r.stderr
+    t = pd.read_csv(out / "results.csv")
+    assert t["floor"].isna().all() and t["equivariance_error"].notna().all() and t["coverage"].notna().all()
+    s = json.loads((out / "summary.json").read_text())["metrics"]["mnist-cnn"]["rotation"]
+    assert s["equivariance_error_floor"] is None and s["excess_equivariance_error"] is None
+    assert json.loads((out / "run.json").read_text())["options"]["floor"] is False
