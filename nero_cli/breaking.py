@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from orbits.so3 import Perspective, tilt_elements
 from . import runrecord as rr
 from .api import as_dataset
 from .errors import DataError, OptionError
-from .outdir import claim, commit, discard, listing
+from .outdir import building, claim, listing
 from .prepare import Prepared, prepare, resolve_batch_size
 from .run import _versions
 from .runner import ModelRunner
@@ -392,13 +391,6 @@ def search_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: Pat
                 "options": {"groups": list(groups), "refine": refine, "tol": tol, "batch_size": size,
                             "device": str(p.device), **{k: v for k, v in options.items() if k != "labels"}},
                 "warnings": p.warnings, "versions": _versions(), "started": started.isoformat(timespec="seconds")}
-        tmp = rr.partial_dir(out)
-        discard(tmp, "run")
-        tmp.mkdir(parents=True)
-        try:
+        with building(out, "run") as tmp:
             files = _write(tmp, p, table, summary, info, axes, plots)
-            commit(tmp, out, "run")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return SearchResult(out, table, summary, [out / f.relative_to(tmp) for f in files], p.warnings)

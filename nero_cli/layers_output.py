@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +15,7 @@ from matplotlib.figure import Figure
 
 from . import __version__
 from . import runrecord as rr
-from .outdir import commit, discard, listing
+from .outdir import building, listing
 from .plots import save_figure
 from .prepare import Prepared
 from .run_plots import safe_name
@@ -86,20 +85,13 @@ def write_layers_run(out: Path, p: Prepared, table: pd.DataFrame, summary: dict[
                      *, plots: bool, command: Sequence[str] | None, started: _dt.datetime) -> list[Path]:
     """Write layers.csv, summary.json, plots/ and run.json into the partial folder, then commit it to ``out``
     (the caller holds ``out`` through :func:`nero_cli.outdir.claim`); the plot paths in ``out``."""
-    tmp = rr.partial_dir(out)
-    discard(tmp, "run")
-    tmp.mkdir(parents=True)
-    try:
+    with building(out, "run") as tmp:
         rr.write_json(tmp / rr.RUN_JSON, {"written_by": "nero", "files": [], "status": "running", "kind": "layers"})
         rr.write_json(tmp / rr.SUMMARY, summary)
         files = [f for m in summary["models"] for f in save_figure(figure(table, m), tmp / "plots",
                                                                    f"layers_{safe_name(m)}")] if plots else []
         rr.write_table(tmp / LAYERS_CSV, table)
         rr.write_json(tmp / rr.RUN_JSON, _run_info(p, table, tmp, options, command, started, p.warnings))
-        commit(tmp, out, "run")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [out / f.relative_to(tmp) for f in files]
 
 

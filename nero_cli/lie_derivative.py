@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,7 @@ from .api import as_dataset
 from .data import Dataset
 from .errors import ModelError, OptionError
 from .model_formats import sha256_file
-from .outdir import claim, commit, discard, listing
+from .outdir import building, claim, listing
 from .prepare import Prepared, prepare
 from .runner import ModelRunner
 
@@ -345,10 +344,7 @@ def write_lie_run(out: Path, p: Prepared, table: pd.DataFrame, summary: dict[str
                   *, plots: bool, command: Sequence[str] | None, started: _dt.datetime) -> None:
     """Write lie.csv, summary.json, plots/lie.png and run.json (the manifest, last) in the partial
     folder beside ``out`` and swap it in (the caller holds ``out`` through :func:`nero_cli.outdir.claim`)."""
-    tmp = rr.partial_dir(out)
-    discard(tmp, "run")
-    tmp.mkdir(parents=True)
-    try:
+    with building(out, "run") as tmp:
         rr.write_table(tmp / LIE_CSV, table)
         rr.write_json(tmp / rr.SUMMARY, summary)
         if plots:
@@ -357,10 +353,6 @@ def write_lie_run(out: Path, p: Prepared, table: pd.DataFrame, summary: dict[str
         info.update(written_by="nero", files=sorted({*listing(tmp), rr.RUN_JSON}),
                     lie_sha256=sha256_file(tmp / LIE_CSV))
         rr.write_json(tmp / rr.RUN_JSON, info)
-        commit(tmp, out, "run")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _as_data(data: Any, task: str | None, labels: Any) -> Any:

@@ -207,6 +207,22 @@ def discard(partial: Path, kind: str) -> None:
 
 
 @contextmanager
+def building(out: Path, kind: str) -> Iterator[Path]:
+    """A fresh partial folder beside ``out`` (a stale one nero left is discarded) for the block to
+    fill; when the block ends normally it is swapped in (:func:`commit`), otherwise removed. The
+    caller holds ``out`` through :func:`claim` and writes the manifest last."""
+    partial = _sibling(out, "partial")
+    discard(partial, kind)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        commit(partial, out, kind)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+@contextmanager
 def claim(out: Path, kind: str, overwrite: bool, protect: Sequence[Path | str] = ()) -> Iterator[None]:
     """Hold ``out`` for one command: its parent made, the lock taken, a cut-short swap repaired,
     and the target checked (:func:`check_target`); I/O failures become one OutputError line."""
@@ -231,5 +247,5 @@ def claim(out: Path, kind: str, overwrite: bool, protect: Sequence[Path | str] =
         lock.__exit__()
 
 
-__all__ = ["MANIFESTS", "check_target", "claim", "Lock", "commit", "discard", "repair", "manifest", "listing",
+__all__ = ["MANIFESTS", "check_target", "claim", "building", "Lock", "commit", "discard", "repair", "manifest", "listing",
            "foreign_files", "io_error", "IO_ERRORS"]
