@@ -231,6 +231,10 @@ def open_run(run_dir: Path | str, what: str = "RUN_DIR") -> RunRecord:
     if status != "complete":
         raise OutputError(f"{run_dir}: run.json status is '{status}', not 'complete'; the run did not finish, "
                           "rerun 'nero evaluate' (or add --resume)")
+    kind = info.get("kind")
+    if kind in ("lie", "layers", "search"):
+        raise OutputError(f"{run_dir}: holds a 'nero {kind}' run; gate and report read the runs of 'nero evaluate' "
+                          f"(reading {kind} runs there is not supported yet); see its summary.json")
     record = info.get("record")
     if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS):
         raise OutputError(f"{run_dir / RUN_JSON}: no run record; written by an older nero? rerun 'nero evaluate'")

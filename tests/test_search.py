@@ -181,3 +181,14 @@ def test_cli(tmp_path):
     bad = CliRunner().invoke(app, ["search", "sample:mnist-cnn", "--data", "sample:mnist500", "--group", "d4",
                                    "--out", str(tmp_path / "t")])
     assert bad.exit_code == 2
+
+
+
+def test_gate_says_plainly_that_it_does_not_read_search_runs(tmp_path):
+    from nero_cli.errors import OutputError
+    from nero_cli.runrecord import open_run
+
+    out = tmp_path / "s"
+    search_run(["sample:mnist-cnn"], "sample:mnist500", ["rotation:step=90"], out, limit=4, plots=False)
+    with pytest.raises(OutputError, match="holds a 'nero search' run"):
+        open_run(out)
