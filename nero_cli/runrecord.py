@@ -29,6 +29,9 @@ RUN_JSON, RESULTS, AGGREGATE, SUMMARY = "run.json", "results.csv", "summary.csv"
 KEYS = ("model", "sample", "label", "group", "element", "identity")
 #: Keys of the record inside run.json.
 RECORD_KEYS = ("task", "reference", "param_columns", "primary_metric", "plots", "class_names")
+#: run.json ``kind`` of the run folders of ``nero lie``, ``nero layers`` and ``nero search``
+#: (read by :mod:`nero_cli.analysis_runs`); an evaluate run has no ``kind``.
+ANALYSIS_KINDS = ("lie", "layers", "search")
 
 
 def write_atomic(path: Path | str, text: str, what: str = "file") -> None:
@@ -213,10 +216,9 @@ def _read_results(path: Path) -> pd.DataFrame:
     return table
 
 
-def open_run(run_dir: Path | str, what: str = "RUN_DIR") -> RunRecord:
-    """A complete run folder. A missing path is a usage error (exit 2); an unfinished, damaged
-    or foreign folder is refused with one OutputError line (exit 5)."""
-    run_dir = Path(run_dir)
+def complete_info(run_dir: Path, what: str = "RUN_DIR") -> dict[str, Any]:
+    """run.json of a complete run folder of any kind. A missing path is a usage error (exit 2);
+    an unfinished or damaged folder one OutputError line (exit 5)."""
     if not run_dir.exists():
         partial = partial_dir(run_dir)
         if partial.is_dir():
@@ -231,10 +233,18 @@ def open_run(run_dir: Path | str, what: str = "RUN_DIR") -> RunRecord:
     if status != "complete":
         raise OutputError(f"{run_dir}: run.json status is '{status}', not 'complete'; the run did not finish, "
                           "rerun 'nero evaluate' (or add --resume)")
+    return info
+
+
+def open_run(run_dir: Path | str, what: str = "RUN_DIR") -> RunRecord:
+    """A complete run folder of ``nero evaluate`` (or ``nero merge``). A missing path is a usage
+    error (exit 2); an unfinished, damaged or foreign folder is refused with one OutputError line (exit 5)."""
+    run_dir = Path(run_dir)
+    info = complete_info(run_dir, what)
     kind = info.get("kind")
-    if kind in ("lie", "layers", "search"):
-        raise OutputError(f"{run_dir}: holds a 'nero {kind}' run; gate and report read the runs of 'nero evaluate' "
-                          f"(reading {kind} runs there is not supported yet); see its summary.json")
+    if kind in ANALYSIS_KINDS:
+        raise OutputError(f"{run_dir}: holds a 'nero {kind}' run, not a 'nero evaluate' run; "
+                          f"pass the --out directory of 'nero evaluate' here")
     record = info.get("record")
     if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS):
         raise OutputError(f"{run_dir / RUN_JSON}: no run record; written by an older nero? rerun 'nero evaluate'")
@@ -288,6 +298,6 @@ def make_record(task: TaskRecord, reference: str, param_columns: Sequence[str], 
     }
 
 
-__all__ = ["RunRecord", "open_run", "make_record", "write_atomic", "write_json", "write_table", "read_json",
+__all__ = ["RunRecord", "open_run", "complete_info", "ANALYSIS_KINDS", "make_record", "write_atomic", "write_json", "write_table", "read_json",
            "read_status", "partial_dir", "json_text", "KEYS", "RUN_JSON", "RESULTS", "AGGREGATE",
            "SUMMARY"]
