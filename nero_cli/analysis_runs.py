@@ -28,6 +28,15 @@ TABLES = {
 #: Where each kind's summary.json keeps its per-model numbers.
 MODEL_KEYS = {"lie": "metrics", "layers": "per_model", "search": "models"}
 
+#: The metrics ``nero gate`` checks on each kind (name -> higher is better; see :mod:`nero_cli.gate_analysis`).
+GATE_METRICS = {
+    "lie": {"lie_derivative": False},
+    "layers": {"layer_error": False},
+    "search": {f"breaking_{g}": True for g in ("rotation", "shift", "scale", "perspective")},
+}
+#: Every metric some analysis kind offers (an evaluate run's come from its task).
+ALL_ANALYSIS_METRICS = frozenset(m for ms in GATE_METRICS.values() for m in ms)
+
 
 @dataclass
 class AnalysisRun:
@@ -122,4 +131,4 @@ def _validate(run: AnalysisRun) -> None:
         raise OutputError(f"{path}: {what}; the run directory is damaged, rerun 'nero {run.kind}'")
 
 
-__all__ = ["AnalysisRun", "TABLES", "MODEL_KEYS", "open_analysis", "run_kind"]
+__all__ = ["AnalysisRun", "GATE_METRICS", "ALL_ANALYSIS_METRICS", "TABLES", "MODEL_KEYS", "open_analysis", "run_kind"]

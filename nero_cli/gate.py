@@ -24,6 +24,8 @@ from typing import Any, Mapping, Sequence
 from rich.console import Console
 
 from .errors import OptionError
+from .analysis_runs import GATE_METRICS, open_analysis, run_kind
+from .gate_analysis import analysis_rows, analysis_view, check_percentile
 from .gate_baseline import parse_max_regression, regression_rows
 from .gate_checks import threshold_rows
 from .gate_config import GateConfig, Threshold, as_thresholds, cli_thresholds, load_config, parse_check, parse_threshold
@@ -31,7 +33,7 @@ from .gate_result import GateResult, print_notes
 from .runrecord import open_run, write_atomic
 
 #: Defaults of the baseline comparison settings.
-DEFAULTS = {"bootstrap": 1000, "confidence": 0.95, "seed": 0}
+DEFAULTS = {"bootstrap": 1000, "confidence": 0.95, "seed": 0, "breaking_percentile": 10.0}
 
 _HOW = {"paired": "paired (both runs scored the same samples)",
         "independent": "independent resampling of each run's samples"}
@@ -55,6 +57,7 @@ def _settings(cfg: GateConfig, given: Mapping[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError):
         raise OptionError(f"bootstrap and seed must be integers and confidence a number; got {out['bootstrap']}, "
                           f"{out['seed']}, {out['confidence']}") from None
+    out["breaking_percentile"] = check_percentile(out["breaking_percentile"])
     if out["bootstrap"] < 1:
         raise OptionError(f"--bootstrap must be at least 1 (e.g. 1000), got {out['bootstrap']}")
     if not 0 < out["confidence"] < 1:
@@ -71,7 +74,7 @@ def _method(bootstrap: int, confidence: float, pairings: Sequence[str]) -> str:
 def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | None = None,
              max_regression: Any = None, regression_metrics: Sequence[str] | None = None,
              bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None,
-             config: GateConfig | None = None) -> GateResult:
+             config: GateConfig | None = None, breaking_percentile: float | None = None) -> GateResult:
     """Check a run directory.
 
     ``checks``: threshold keys and values, as a mapping ``{"rotation.max-equivariance-error": 0.1}``,
@@ -82,13 +85,20 @@ def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | 
     worsening exceeds ``max_regression`` (absolute, or ``"5%"`` of the baseline value; default 0).
     ``bootstrap`` (default 1000 resamples), ``confidence`` (0.95) and ``seed`` (0) default to
     the config's settings, then to those values.
+
+    A run of ``nero lie``, ``nero layers`` or ``nero search`` is checked on its own metrics
+    (:mod:`nero_cli.gate_analysis`: ``max-lie-derivative``, ``max-layer-error``,
+    ``min-breaking-rotation`` at the ``breaking_percentile``-th percentile, default 10); it has no baseline
+    comparison.
     """
     cfg = config or GateConfig()
-    run = open_run(run_dir)
     thresholds = [*cfg.thresholds, *as_thresholds(checks)]
     s = _settings(cfg, {"baseline": baseline, "max_regression": max_regression,
                         "regression_metrics": regression_metrics, "bootstrap": bootstrap,
-                        "confidence": confidence, "seed": seed})
+                        "confidence": confidence, "seed": seed, "breaking_percentile": breaking_percentile})
+    if run_kind(run_dir) is not None:
+        return _gate_analysis(Path(run_dir), thresholds, s, cfg)
+    run = open_run(run_dir)
     if not thresholds and s["baseline"] is None:
         raise OptionError("no checks: pass thresholds (e.g. --max-equivariance-error 0.1 or --check "
                           "rotation.min-orbit-accuracy=0.9), --baseline RUN_DIR, or a config file "
@@ -106,6 +116,28 @@ def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | 
         method = _method(s["bootstrap"], s["confidence"], sorted({r["pairing"] for r in reg}))
     return GateResult(run_dir=run.path, rows=rows, baseline_dir=base_dir, notes=notes,
                       config=str(cfg.path) if cfg.path else "", method=method)
+
+
+def _gate_analysis(run_dir: Path, thresholds: Sequence[Threshold], s: Mapping[str, Any],
+                   cfg: GateConfig) -> GateResult:
+    """Thresholds on a lie, layers or search run (no baseline comparison there)."""
+    run = open_analysis(run_dir)
+    if s["baseline"] is not None:
+        raise OptionError(f"--baseline compares 'nero evaluate' runs; {run_dir} is a 'nero {run.kind}' run: "
+                          f"use thresholds such as {', '.join('--' + k.replace('_', '-') for k in _flags(run.kind))}")
+    if not thresholds:
+        raise OptionError(f"no checks for this 'nero {run.kind}' run: pass "
+                          f"{' or '.join('--' + k.replace('_', '-') + ' X' for k in _flags(run.kind))} "
+                          f"(or --check KEY=VALUE, or a 'gate' table in nero.toml)")
+    notes: list[str] = []
+    rows = analysis_rows(analysis_view(run, s["breaking_percentile"]), thresholds, notes)
+    return GateResult(run_dir=run.path, rows=rows, baseline_dir=None, notes=notes,
+                      config=str(cfg.path) if cfg.path else "", method="")
+
+
+def _flags(kind: str) -> list[str]:
+    """The threshold keys of a kind, e.g. ``max_lie_derivative``."""
+    return [("min_" if hib else "max_") + m for m, hib in GATE_METRICS[kind].items()]
 
 
 def gate_after_evaluate(run_dir: Path, config: Path | str | None = None, console: Any = None) -> int:
@@ -128,7 +160,8 @@ def gate_after_evaluate(run_dir: Path, config: Path | str | None = None, console
 def gate_command(run_dir: Path, *, checks: Sequence[str], fixed: Mapping[str, float | None], config: Path | None,
                  no_config: bool, baseline: Path | None, max_regression: str | None,
                  regression_metrics: Sequence[str] | None, bootstrap: int | None, confidence: float | None,
-                 seed: int | None, junit: Path | None, markdown: Path | None, as_json: bool) -> int:
+                 seed: int | None, junit: Path | None, markdown: Path | None, as_json: bool,
+                 breaking_percentile: float | None = None) -> int:
     """``nero gate``: gate ``run_dir``, write the ``junit`` / ``markdown`` reports, print the notes
     and the table (or JSON); return the exit code."""
     if no_config and config is not None:
@@ -140,7 +173,7 @@ def gate_command(run_dir: Path, *, checks: Sequence[str], fixed: Mapping[str, fl
     cfg = GateConfig() if no_config else load_config(config)
     result = gate_run(run_dir, cli_thresholds(fixed, checks), baseline=baseline, max_regression=max_regression,
                       regression_metrics=regression_metrics, bootstrap=bootstrap, confidence=confidence, seed=seed,
-                      config=cfg)
+                      config=cfg, breaking_percentile=breaking_percentile)
     if junit is not None:
         write_atomic(junit, result.to_junit(), "--junit")
     if markdown is not None:

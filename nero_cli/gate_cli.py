@@ -27,6 +27,10 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         min_orbit_accuracy: Optional[float] = typer.Option(None, "--min-orbit-accuracy", help="Fail if the accuracy over the orbit is below X."),
         min_robust_accuracy: Optional[float] = typer.Option(None, "--min-robust-accuracy", help="Fail if the share of samples correct at every element (robust_accuracy) is below X."),
         max_orbit_spread: Optional[float] = typer.Option(None, "--max-orbit-spread", help="Fail if max - min of the primary metric's aggregate curve exceeds X."),
+        max_lie_derivative: Optional[float] = typer.Option(None, "--max-lie-derivative", help="On a 'nero lie' run: fail if a model's mean Lie derivative along any generator exceeds X (its unit: TV per degree, pixel or log-scale)."),
+        min_breaking_rotation: Optional[float] = typer.Option(None, "--min-breaking-rotation", help="On a 'nero search' run: fail if the --breaking-percentile of a model's breaking rotation (degrees) is below X."),
+        breaking_percentile: Optional[float] = typer.Option(None, "--breaking-percentile", metavar="P", help="Percentile of the breaking parameters that --min-breaking-* checks (default 10: 90% of samples hold at least that far)."),
+        max_layer_error: Optional[float] = typer.Option(None, "--max-layer-error", help="On a 'nero layers' run: fail if a model's largest own layer equivariance error exceeds X."),
         check: Optional[List[str]] = typer.Option(None, "--check", "-c", metavar="KEY=VALUE", help="KEY=VALUE, KEY = [GROUP.][MODEL:]min-METRIC or max-METRIC, e.g. rotation.max-equivariance-error=0.1; repeatable."),
         config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML file with a \\[gate] (or \\[tool.nero.gate]) table (default: ./nero.toml \\[gate], else ./pyproject.toml \\[tool.nero.gate])."),
         no_config: bool = typer.Option(False, "--no-config", help="Ignore nero.toml / pyproject.toml."),
@@ -41,9 +45,12 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON instead of the table."),
     ) -> None:
         """Pass/fail checks on a run directory for CI: thresholds on summary.json and regressions
-        against a baseline run. Exit 0 all pass, 1 a check failed, 2 bad usage, 5 run not complete."""
+        against a baseline run; on a 'nero lie', 'nero layers' or 'nero search' run, thresholds on its own
+        quantities. Exit 0 all pass, 1 a check failed, 2 bad usage, 5 run not complete."""
         fixed = {"--max-equivariance-error": max_equivariance_error, "--min-orbit-accuracy": min_orbit_accuracy,
-                 "--min-robust-accuracy": min_robust_accuracy, "--max-orbit-spread": max_orbit_spread}
+                 "--min-robust-accuracy": min_robust_accuracy, "--max-orbit-spread": max_orbit_spread,
+                 "--max-lie-derivative": max_lie_derivative, "--min-breaking-rotation": min_breaking_rotation,
+                 "--max-layer-error": max_layer_error}
 
         def main() -> int:
             from .gate import gate_command
@@ -52,7 +59,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
                 run_dir, checks=check or [], fixed=fixed, config=config, no_config=no_config, baseline=baseline,
                 max_regression=max_regression, regression_metrics=_split_commas(regression_metrics),
                 bootstrap=bootstrap, confidence=confidence, seed=seed, junit=junit, markdown=markdown,
-                as_json=as_json)
+                as_json=as_json, breaking_percentile=breaking_percentile)
 
         code = guard(main)
         if code:

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Mapping, Optional
 from .errors import OptionError
 
 #: Settings a config table may hold besides threshold keys (dashes or underscores).
-SETTINGS = ("baseline", "max-regression", "regression-metrics", "bootstrap", "confidence", "seed")
+SETTINGS = ("baseline", "max-regression", "regression-metrics", "bootstrap", "confidence", "seed",
+            "breaking-percentile")
 
 _KEY_RE = re.compile(r"^(?P<prefix>.*[.:])?(?P<bound>min|max)[-_](?P<metric>[A-Za-z0-9_-]+)$")
 
