@@ -16,15 +16,45 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from . import typer_compat  # noqa: F401  (flags show no <bool> in --help)
+
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="nero",
     help="NERO evaluation: how far is a trained model from respecting a symmetry?",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
-list_app = typer.Typer(help="List the bundled sample models and data, or the transformation groups.", no_args_is_help=True)
+list_app = typer.Typer(help="List the bundled sample models and data, the groups, tasks or metrics.",
+                       invoke_without_command=True, context_settings=HELP)
 app.add_typer(list_app, name="list")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"nero {version('nero')}")
+        except PackageNotFoundError:
+            typer.echo("nero (not installed as a package)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                       help="Print nero's version and exit.")) -> None:
+    """NERO evaluation: how far is a trained model from respecting a symmetry?"""
+
+
+@list_app.callback()
+def _list_root(ctx: typer.Context) -> None:
+    """List the bundled sample models and data, the groups, tasks or metrics (nero list NAME)."""
+    if ctx.invoked_subcommand is None:
+        for name, cmd in sorted(ctx.command.commands.items()):  # type: ignore[attr-defined]
+            typer.echo(f"nero list {name:<8}  {(cmd.help or '').splitlines()[0]}")
 
 
 def _stderr_console():  # noqa: ANN202
@@ -87,9 +117,10 @@ def _split(values: Optional[List[str]]) -> list[str]:
 
 @app.command()
 def evaluate(
-    models: List[str] = typer.Argument(..., metavar="MODEL...", help="Checkpoints or globs of them (checkpoints/*.pt, ordered by the epoch or step in their names) (.pt TorchScript, .pt2 torch.export, pickled module with --trust-checkpoint), file.py:callable or package.module:callable (with --weights, or --random-init), or sample:NAME. Several are compared in one run."),
-    data: str = typer.Option(..., "--data", "-d", help=".npz (images, labels), an ImageFolder directory (class folders matched to the model's classes by name), a folder of images (unlabelled), or sample:mnist500."),
-    group: List[str] = typer.Option(..., "--group", "-g", help="Orbit spec NAME[:key=value,...], e.g. rotation:step=15; repeatable. See 'nero list groups'."),
+    ctx: typer.Context,
+    models: Optional[List[str]] = typer.Argument(None, metavar="MODEL...", help="Checkpoints or globs of them (checkpoints/*.pt, ordered by the epoch or step in their names) (.pt TorchScript, .pt2 torch.export, pickled module with --trust-checkpoint), file.py:callable or package.module:callable (with --weights, or --random-init), or sample:NAME. Several are compared in one run."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help=".npz (images, labels), an ImageFolder directory (class folders matched to the model's classes by name), a folder of images (unlabelled), or sample:mnist500."),
+    group: Optional[List[str]] = typer.Option(None, "--group", "-g", help="Orbit spec NAME[:key=value,...], e.g. rotation:step=15; repeatable. See 'nero list groups'."),
     out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
     task: Optional[str] = typer.Option(None, "--task", help="A task from 'nero list tasks' (default: from the model's sidecar JSON, else classification)."),
     weights: Optional[List[str]] = typer.Option(None, "--weights", help="State dict (.pt/.pth weights_only, or .safetensors) for each factory model, in order."),
@@ -121,36 +152,68 @@ def evaluate(
     shard: Optional[str] = typer.Option(None, "--shard", help="Evaluate only shard i of n (i/n, from 0) of the samples; combine the shards with 'nero merge'."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its finished chunks."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout (for scripts) instead of the table; progress and warnings go to stderr."),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML file whose \\[evaluate] table gives models, data, groups and options (default: ./nero.toml \\[evaluate], else ./pyproject.toml \\[tool.nero.evaluate]); the command line overrides it."),
+    no_config: bool = typer.Option(False, "--no-config", help="Ignore nero.toml / pyproject.toml."),
 ) -> None:
     """Evaluate models over transformation orbits; write NERO plots, CSV and JSON to a run directory."""
+    _guard(lambda: _run_evaluate(_configured(ctx, config, no_config)))
 
-    def work() -> None:
-        from . import console
-        from .run import evaluate_run
 
-        result = evaluate_run(
-            models, data, group, out, task=task, weights=weights or [], meta=meta or [], names=name or [],
-            trust_checkpoint=trust_checkpoint, normalize=normalize, reference=reference, limit=limit,
-            classes=_split(classes), sample=sample, class_names=class_names.split(",") if class_names else [],
-            random_init=random_init, batch_size=batch_size, device=device, seed=seed, plot_metric=plot_metric,
-            score_threshold=score_threshold, plot_samples=plot_samples, plots=not no_plots, overwrite=overwrite,
-            cache=not no_cache, floor=not no_floor, resume=resume, yes=yes, shard=shard, amp=amp, compile=compile_,
-            channels_last=channels_last, command=["nero", *sys.argv[1:]], progress_factory=None if quiet else console.Bar,
-        )
-        if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
-            return
-        for w in result.warnings:
-            console.warn(w)
-        if not quiet:
-            console.print_summary(result)
-        if gate:
-            from .gate import gate_after_evaluate
+def _configured(ctx: Any, config: Optional[Path], no_config: bool) -> dict[str, Any]:
+    """The command's parameters after the config file (``--config``, nero.toml, pyproject.toml):
+    the command line wins option by option; ``configuration`` is run.json's record of the merge."""
+    from .errors import OptionError
+    from .run_config import Param, find_config, merge, record
 
-            code = gate_after_evaluate(result.out)
-            if code:
-                raise typer.Exit(code)
+    if no_config and config is not None:
+        raise OptionError("--config and --no-config contradict each other; pass one")
+    cfg = None if no_config else find_config(config)
+    params = [Param(p.name, (p.opts[0].lstrip("-") if p.opts[0].startswith("-") else p.name),
+                    bool(getattr(p, "multiple", False) or p.nargs == -1), bool(getattr(p, "is_flag", False)))
+              for p in ctx.command.params if p.name not in ("config", "no_config", "as_json")]
+    by_name = {p.name: p for p in ctx.command.params}
+    given = {n for n in ctx.params if ctx.get_parameter_source(n).name in ("COMMANDLINE", "ENVIRONMENT")}
+    merged, from_file = (merge(params, ctx.params, given, cfg, lambda n, v: by_name[n].process_value(ctx, v))
+                         if cfg is not None else (dict(ctx.params), {}))
+    for key, flag in (("models", "MODEL arguments"), ("data", "--data"), ("group", "--group")):
+        if not merged.get(key):
+            raise OptionError(f"no {flag} given: pass {flag} on the command line or set '{key}' in "
+                              f"{cfg.label if cfg is not None and cfg.path else 'a config file (--config run.toml)'}")
+    merged["configuration"] = record(merged, cfg, from_file) if cfg is not None and cfg.path else None
+    return merged
 
-    _guard(work)
+
+def _run_evaluate(o: dict[str, Any]) -> None:
+    """``nero evaluate`` with its merged options ``o``."""
+    from . import console
+    from .run import evaluate_run
+
+    result = evaluate_run(
+        o["models"], o["data"], o["group"], o["out"], task=o["task"], weights=o["weights"] or [],
+        meta=o["meta"] or [], names=o["name"] or [], trust_checkpoint=o["trust_checkpoint"],
+        normalize=o["normalize"], reference=o["reference"], limit=o["limit"], classes=_split(o["classes"]),
+        sample=o["sample"], class_names=o["class_names"].split(",") if o["class_names"] else [],
+        random_init=o["random_init"], batch_size=o["batch_size"], device=o["device"], seed=o["seed"],
+        plot_metric=o["plot_metric"], score_threshold=o["score_threshold"], plot_samples=o["plot_samples"],
+        plots=not o["no_plots"], overwrite=o["overwrite"], cache=not o["no_cache"], floor=not o["no_floor"],
+        resume=o["resume"], yes=o["yes"], shard=o["shard"], amp=o["amp"], compile=o["compile_"],
+        channels_last=o["channels_last"], command=["nero", *sys.argv[1:]],
+        progress_factory=None if o["quiet"] else console.Bar, configuration=o["configuration"])
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return
+    for w in result.warnings:
+        console.warn(w)
+    if o["as_json"]:
+        console.print_json_summary(result)
+    elif not o["quiet"]:
+        console.print_summary(result)
+    if o["gate"]:
+        from .gate import gate_after_evaluate
+
+        code = gate_after_evaluate(result.out)
+        if code:
+            raise typer.Exit(code)
 
 
 @app.command()
@@ -216,6 +279,7 @@ from .doctor_cli import add_command as _add_doctor  # noqa: E402
 from .layers_cli import add_command as _add_layers  # noqa: E402
 from .search_cli import add_command as _add_search  # noqa: E402
 from .lie_cli import add_command as _add_lie  # noqa: E402
+from .cache_cli import add_command as _add_cache  # noqa: E402
 
 _add_gate(app, _guard)
 _add_report(app, _guard)
@@ -223,6 +287,7 @@ _add_doctor(app, _guard)
 _add_layers(app, _guard)
 _add_search(app, _guard)
 _add_lie(app, _guard)
+_add_cache(app, _guard)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from rich.table import Table
 import sample_models
 from orbits import describe_groups
 
+from .cache import reuse_line
 from .tasks import TASKS, get_task
 
 
@@ -42,6 +44,12 @@ class Bar:
         self._p.stop()
 
 
+def print_json_summary(result: Any) -> None:
+    """``nero evaluate --json``: the run's summary.json, as written, on stdout."""
+    sys.stdout.write((Path(result.out) / "summary.json").read_text(encoding="utf-8"))
+    sys.stdout.flush()
+
+
 def print_summary(result: Any) -> None:
     """The closing table of ``nero evaluate`` / ``nero merge``: the task's table columns per model and
     group; a model evaluated with random weights (``--random-init``) is marked "(random init)"."""
@@ -60,6 +68,9 @@ def print_summary(result: Any) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(t)
     console.print(f"Run written to [bold]{result.out}[/bold] ({len(result.plots)} plot files in plots/)")
+    reused = reuse_line(getattr(result, "cache", None), sum(len(g) for g in s["metrics"].values()))
+    if reused:  # a cached run is never mistaken for a measurement
+        console.print(reused, highlight=False, markup=False)
 
 
 def print_samples() -> None:

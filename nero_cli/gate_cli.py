@@ -44,9 +44,11 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write a Markdown report to FILE, e.g. $GITHUB_STEP_SUMMARY."),
         as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON instead of the table."),
     ) -> None:
-        """Pass/fail checks on a run directory for CI: thresholds on summary.json and regressions
-        against a baseline run; on a 'nero lie', 'nero layers' or 'nero search' run, thresholds on its own
-        quantities. Exit 0 all pass, 1 a check failed, 2 bad usage, 5 run not complete."""
+        """Pass/fail checks on a run directory for CI.
+
+        Thresholds on summary.json and regressions against a baseline run; on a 'nero lie', 'nero layers' or 'nero search' run, thresholds on its own quantities.
+
+        Exit 0 all pass, 1 a check failed, 2 bad usage, 5 run not complete."""
         fixed = {"--max-equivariance-error": max_equivariance_error, "--min-orbit-accuracy": min_orbit_accuracy,
                  "--min-robust-accuracy": min_robust_accuracy, "--max-orbit-spread": max_orbit_spread,
                  "--max-lie-derivative": max_lie_derivative, "--min-breaking-rotation": min_breaking_rotation,

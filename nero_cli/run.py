@@ -53,6 +53,8 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     #: Names of the models evaluated with random weights (``--random-init``).
     random_init: list[str] = field(default_factory=list)
+    #: run.json's ``cache`` record (hits and misses of the result cache; None without it).
+    cache: dict[str, int] | None = None
 
 
 def check_out_dir(out: Path, overwrite: bool, kind: str = "run") -> None:
@@ -247,7 +249,8 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  resume: bool = False, yes: bool = False, shard: str | None = None,
                  amp: bool = False, compile: bool = False, channels_last: bool = False,
                  command: Sequence[str] | None = None,
-                 progress_factory: Callable[[int], Any] | None = None) -> RunResult:
+                 progress_factory: Callable[[int], Any] | None = None,
+                 configuration: dict[str, Any] | None = None) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
 
     ``weights``, ``meta`` and ``names`` are matched to the models in order: ``weights``
@@ -288,7 +291,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     whole = p.dataset
     per_chunk = _split_samples(p, batch_size, o.part or o.ranks)
     config = make_key({**key_parts, "index": p.dataset.index.tolist()})
-    store = Cache(o.cache_dir) if o.cache else None
+    store = Cache.results(o.cache_dir) if o.cache else None
     stage = _open_stage(o.out, config, o.resume, o.started) if lead else None
     ev, agg, summary = _staged(stage, lambda: compute(
         p, reference=o.reference, batch_size=batch_size, seed=o.seed, score_threshold=o.score_threshold,
@@ -306,6 +309,8 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     settings.update(weights=list(o.weights), meta=list(o.meta), names=list(o.names), classes=list(o.classes),
                     batch_size=batch_size)
     extra = _provenance(p, ev, list(o.groups), settings, store, stage, o.ranks)
+    if o.configuration:  # nero evaluate --config / [tool.nero.evaluate]: the merged options
+        extra["configuration"] = o.configuration
     plots = o.plots
     if o.part:
         extra["shard"] = {"index": o.part[0], "count": o.part[1], "sweep": make_key(key_parts)}
@@ -358,7 +363,7 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
         raise
     plot_files = [out / f.relative_to(tmp) for f in plot_files]
     return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings,
-                     random_init=list(p.random_init))
+                     random_init=list(p.random_init), cache=extra.get("cache"))
 
 
 def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
