@@ -1,20 +1,43 @@
 """User-facing errors: one clear line, a distinct exit code, no traceback.
 
-Exit codes of ``nero`` (documented in the README):
-
-====  ==========================================================================
-0     success (``nero gate``: every check passed)
-1     ``nero gate`` / ``nero doctor`` / ``--gate``: a check failed
-2     usage: a bad option, group spec, threshold or task name
-3     the model: cannot be loaded, refused as unsafe, or breaks the task's contract
-4     the data: cannot be loaded, or is not what the task expects
-5     the output: the run directory exists, is not writable, or a run is incomplete
-70    an internal error (a bug in nero; ``NERO_DEBUG=1`` shows the traceback)
-130   interrupted (Ctrl-C)
-====  ==========================================================================
+The exit codes of every ``nero`` command are :data:`EXIT_CODES`; the README's table
+("Errors and exit codes") is their documentation and ``tests/test_exit_codes.py`` checks
+that the two agree. The same cause gives the same code in every command (``evaluate``,
+``gate``, ``report``, ``plot``...): a missing run directory or a bad option is a usage
+error (2), a run that is unfinished, damaged or of another kind is an output error (5), and
+so is an output file that cannot be written.
 """
 
 from __future__ import annotations
+
+#: success (``nero gate``: every check passed)
+EXIT_OK = 0
+#: ``nero gate`` / ``nero doctor`` / ``nero evaluate --gate``: a check failed
+EXIT_CHECK_FAILED = 1
+#: usage: a bad option, group spec, threshold or task name; a missing RUN_DIR
+EXIT_USAGE = 2
+#: the model: cannot be loaded, refused as unsafe, or breaks the task's contract
+EXIT_MODEL = 3
+#: the data: cannot be loaded, or is not what the task expects
+EXIT_DATA = 4
+#: the output: cannot be written, or a run directory is unfinished or damaged
+EXIT_OUTPUT = 5
+#: an internal error (a bug in nero; ``NERO_DEBUG=1`` shows the traceback)
+EXIT_INTERNAL = 70
+#: interrupted (Ctrl-C, SIGTERM, SIGHUP)
+EXIT_INTERRUPTED = 130
+
+#: Every exit code and the first words of its meaning in the README's table.
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_CHECK_FAILED: "a check failed",
+    EXIT_USAGE: "usage",
+    EXIT_MODEL: "the model",
+    EXIT_DATA: "the data",
+    EXIT_OUTPUT: "the output",
+    EXIT_INTERNAL: "an internal error",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 
 class NeroError(Exception):
@@ -23,7 +46,7 @@ class NeroError(Exception):
     The message says what was expected, what was found and what to do.
     """
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, exit_code: int | None = None):
         super().__init__(message)
@@ -34,13 +57,13 @@ class NeroError(Exception):
 class ModelError(NeroError):
     """The model could not be loaded or does not honour the task's contract."""
 
-    exit_code = 3
+    exit_code = EXIT_MODEL
 
 
 class DataError(NeroError):
     """The data could not be loaded or is not what the task expects."""
 
-    exit_code = 4
+    exit_code = EXIT_DATA
 
 
 class OptionError(NeroError):
@@ -50,7 +73,7 @@ class OptionError(NeroError):
 class OutputError(NeroError):
     """The output directory cannot be written, or a run directory is not complete."""
 
-    exit_code = 5
+    exit_code = EXIT_OUTPUT
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
