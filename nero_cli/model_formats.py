@@ -12,6 +12,7 @@ name              matches                                              loads
                   (when no file of that name exists)
 ``safetensors``   a ``.safetensors`` file                              nothing: weights only, refused with advice
 ``torch.export``  a ``.pt2`` file                                      ``torch.export.load(...).module()``
+``onnx``          a ``.onnx`` file                                     onnxruntime (:mod:`nero_cli.onnx_model`)
 ``torchscript``   a zip archive holding TorchScript code               ``torch.jit.load``
 ``pickle``        any other file (the catch-all, always last)          ``torch.load(weights_only=True)``; a whole
                                                                        pickled module only with trust_checkpoint
@@ -22,23 +23,18 @@ its provenance (default name, sha256 of the files read, sidecar metadata).
 :func:`checkpoint_file` turns a reader ``read(path, trust_checkpoint) -> nn.Module`` into the
 ``load`` of a checkpoint-file format, after the checks every MODEL file gets: it exists, is no
 directory, is not empty and is no HTML page saved by a failed download; ``--weights`` is
-refused (it is for factories only); then its sha256 and its sidecar ``MODEL.json``.
-
-Adding a format (ONNX, say) is one reader and one entry, placed before the ``pickle``
-catch-all::
-
-    def _read_onnx(path: Path, trust: bool) -> torch.nn.Module:
-        ...  # raise ModelError with one line naming the problem
-
-    ModelFormat("onnx", lambda arg, path: path.suffix == ".onnx", checkpoint_file(_read_onnx)),
+refused (it is for factories only); then its sha256 and its sidecar ``MODEL.json``. Adding a
+format is one reader and one entry before the ``pickle`` catch-all, as ``onnx`` is.
 
 Safety: state dicts and checkpoints are read with ``weights_only=True``; full unpickling (which
 can run arbitrary code) happens only in :func:`_trusted_load`, reached only when the user
-passed ``--trust-checkpoint``.
+passed ``--trust-checkpoint``; the checkpoint's folder and the current directory are then on
+``sys.path`` for the load (:func:`on_sys_path`), so ``torch.save(model)`` from a script whose
+class lives in a module beside it loads. TorchScript passed as ``--weights`` is named as such.
 
 A file that starts like a zip archive but lost its end is named truncated (:func:`zip_damage`),
 and torch's own logging and warnings are silenced while a model loads (:func:`quiet_torch`), so
-a failed load prints nero's one line.
+a failed load prints nero's one line: both live in :mod:`nero_cli.model_files`.
 
 The sidecar metadata (``MODEL.json``, :class:`ModelMeta`) gives ``task``, ``class_names``,
 ``input_shape``, ``normalize: {mean: [...], std: [...]}`` and ``name``.
@@ -52,10 +48,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import logging
-import struct
 import sys
-import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +61,7 @@ from safetensors.torch import load_file
 import sample_models
 
 from .errors import ModelError, first_line
-
-HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<?xml")
-ZIP_MAGIC = b"PK\x03\x04"  # a zip archive starts with a local file header
-_EOCD = struct.Struct("<4s4H2LH")  # the zip end-of-central-directory record
-
+from .model_files import ZIP_MAGIC, check_file, quiet_torch, refuse_damaged_zip, zip_damage  # noqa: F401 - re-exported
 
 # -- metadata and files ---------------------------------------------------------------------
 
@@ -131,94 +120,6 @@ def sidecar_meta(path: Path) -> ModelMeta | None:
     return None
 
 
-def check_file(path: Path, what: str = "model") -> None:
-    """Refuse, in one line, a missing, directory, empty or HTML-page ``what`` file."""
-    if not path.exists():
-        raise ModelError(f"{path}: {what} file not found; check the path")
-    if path.is_dir():
-        raise ModelError(f"{path}: expected a {what} file, found a directory")
-    if path.stat().st_size == 0:
-        raise ModelError(f"{path}: the {what} file is empty (0 bytes); re-save or re-download it")
-    with open(path, "rb") as f:
-        head = f.read(512).lstrip().lower()
-    if any(head.startswith(m) for m in HTML_MARKERS):
-        raise ModelError(f"{path}: this is an HTML/XML page, not a {what} (a failed download saves the error page); download it again")
-
-
-class _TorchLogCapture(logging.Filter):
-    """A handler filter that drops torch's log records and keeps the exceptions they carry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.errors: list[BaseException] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name != "torch" and not record.name.startswith("torch."):
-            return True
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and all(e is not exc for e in self.errors):  # each handler sees the record
-            self.errors.append(exc)
-        return False
-
-
-_CAPTURING: list[_TorchLogCapture] = []  # the active capture, when quiet_torch is entered
-
-
-@contextlib.contextmanager
-def quiet_torch() -> Iterator[list[BaseException]]:
-    """Silence torch's own logging and warnings while a model loads, so that a failed load prints
-    nero's one line only; yields the exceptions torch logged (``torch.export.load`` logs the real
-    cause, then raises a vague error). Re-entrant: an inner use shares the outer capture."""
-    if _CAPTURING:
-        yield _CAPTURING[-1].errors
-        return
-    capture = _TorchLogCapture()
-    loggers = [logging.root, *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
-    handlers = {h for lg in loggers for h in lg.handlers} | ({logging.lastResort} if logging.lastResort else set())
-    for h in handlers:
-        h.addFilter(capture)
-    _CAPTURING.append(capture)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield capture.errors
-    finally:
-        _CAPTURING.pop()
-        for h in handlers:
-            h.removeFilter(capture)
-
-
-def zip_damage(path: Path) -> str | None:
-    """How ``path``, a file that starts like a zip archive, is damaged: ``truncated (...)`` when
-    its central directory is missing or it declares more bytes than it holds, ``damaged (...)``
-    when zipfile cannot read it; ``None`` when it reads, or does not start like a zip archive."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        if f.read(4) != ZIP_MAGIC:
-            return None
-        f.seek(max(0, size - (1 << 16) - _EOCD.size))
-        tail_start, tail = f.tell(), f.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < _EOCD.size:
-        return f"truncated ({size} bytes, with no zip central directory at its end)"
-    cd_size, cd_offset = _EOCD.unpack_from(tail, at)[5:7]
-    if cd_offset != 0xFFFFFFFF and cd_offset + cd_size > tail_start + at:  # 0xFFFFFFFF: zip64, zipfile checks it
-        return f"truncated (its zip directory declares {cd_offset + cd_size} bytes before it, the file holds {tail_start + at})"
-    try:
-        with zipfile.ZipFile(path) as z:
-            end = max((i.header_offset + i.compress_size for i in z.infolist()), default=0)
-    except (zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
-        return f"damaged ({first_line(exc)})"
-    return f"truncated (its zip entries declare {end} bytes, the file holds {size})" if end > size else None
-
-
-def refuse_damaged_zip(path: Path, what: str) -> None:
-    """Refuse, in one line, a ``what`` file that starts like a zip archive but is truncated or damaged."""
-    damage = zip_damage(path)
-    if damage:
-        raise ModelError(f"{path}: the {what} is {damage}; re-save or re-download it")
-
-
 # -- state dicts ----------------------------------------------------------------------------
 
 
@@ -238,6 +139,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
     refuse_damaged_zip(path, "weights file (a zip archive)")
+    model_kind = _WHOLE_MODELS.get(find_format(str(path)).name)
+    if model_kind:
+        raise ModelError(f"--weights {path} is {model_kind}, not a state dict; pass it as the MODEL argument instead")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
@@ -362,6 +266,17 @@ def _is_factory_spec(arg: str, path: Path) -> bool:
     return bool(target) and attr.isidentifier() and not path.exists()
 
 
+@contextlib.contextmanager
+def on_sys_path(*folders: Path) -> Iterator[None]:
+    """``folders`` first on ``sys.path`` for the block, ``sys.path`` as it was afterwards."""
+    saved = list(sys.path)
+    sys.path[:0] = [str(f) for f in folders]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
 def _import_file(spec: str, target: str) -> Any:
     path = Path(target)
     if not path.is_file():
@@ -371,13 +286,11 @@ def _import_file(spec: str, target: str) -> Any:
     assert loader_spec and loader_spec.loader
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[mod_name] = module
-    sys.path.insert(0, str(path.resolve().parent))
     try:
-        loader_spec.loader.exec_module(module)
+        with on_sys_path(path.resolve().parent):
+            loader_spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{target}: importing it failed ({exc.__class__.__name__}: {first_line(exc)})") from None
-    finally:
-        sys.path.remove(str(path.resolve().parent))
     return module
 
 
@@ -475,13 +388,25 @@ def _read_pickle(path: Path, trust: bool) -> torch.nn.Module:
 
 
 def _trusted_load(path: Path) -> Any:
-    """Full unpickling; reachable only when the user passed --trust-checkpoint."""
+    """Full unpickling; reachable only when the user passed --trust-checkpoint. The classes it
+    needs may live in modules beside the checkpoint or in the current directory."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)  # trusted by the user
+        with on_sys_path(path.resolve().parent, Path.cwd()):
+            return torch.load(path, map_location="cpu", weights_only=False)  # trusted by the user
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{path}: unpickling failed ({exc.__class__.__name__}: {first_line(exc)}); "
                          "the classes it needs must be importable") from None
 
+
+def _load_onnx(request: ModelRequest) -> Loaded:
+    from .onnx_model import load_onnx  # onnxruntime is optional: imported for an .onnx MODEL only
+
+    return load_onnx(request)
+
+
+#: What a whole-model file given as ``--weights`` is, by its format's name.
+_WHOLE_MODELS = {"torchscript": "a TorchScript module", "torch.export": "a torch.export archive",
+                 "onnx": "an ONNX model"}
 
 #: Every format nero loads, in the order they are tried; the pickle catch-all must stay last.
 FORMATS: tuple[ModelFormat, ...] = (
@@ -489,6 +414,7 @@ FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("factory", _is_factory_spec, _load_factory),
     ModelFormat("safetensors", lambda arg, path: path.suffix == ".safetensors", checkpoint_file(_refuse_weights_only)),
     ModelFormat("torch.export", lambda arg, path: path.suffix == ".pt2", checkpoint_file(_read_export)),
+    ModelFormat("onnx", lambda arg, path: path.suffix.lower() == ".onnx", _load_onnx),
     ModelFormat("torchscript", _is_torchscript, checkpoint_file(_read_torchscript)),
     ModelFormat("pickle", lambda arg, path: True, checkpoint_file(_read_pickle)),
 )

@@ -70,10 +70,13 @@ def export_signature(module: torch.nn.Module | None) -> tuple[int | str, ...] | 
 
 def expected_input(model: LoadedModel) -> tuple[tuple[int | str, ...], str] | None:
     """The input shape ``model`` records, batch included, and where it records it: a torch.export
-    program's signature, else the per-input ``input_shape`` of its metadata (batch ``N``)."""
+    program's signature or an ONNX graph's input, else the per-input ``input_shape`` of its
+    metadata (batch ``N``)."""
     signature = export_signature(model.module)
     if signature is not None:
         return signature, "export signature"
+    if getattr(model.module, "input_signature", None) is not None:  # nero_cli.onnx_model.OnnxModule
+        return tuple(model.module.input_signature), "ONNX graph input"
     shape = model.meta.input_shape
     if isinstance(shape, (list, tuple)) and shape and all(isinstance(v, int) for v in shape):
         return ("N", *shape), "sidecar input_shape"

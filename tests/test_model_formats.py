@@ -21,7 +21,8 @@ def _tiny() -> torch.nn.Module:
 
 
 def test_registry_order_and_catch_all():
-    assert [f.name for f in FORMATS] == ["sample", "factory", "safetensors", "torch.export", "torchscript", "pickle"]
+    assert [f.name for f in FORMATS] == ["sample", "factory", "safetensors", "torch.export", "onnx", "torchscript",
+                                       "pickle"]
     assert FORMATS[-1].matches("anything at all", Path("anything at all"))
     with pytest.raises(AttributeError):  # frozen entries
         FORMATS[0].name = "other"  # type: ignore[misc]
@@ -38,6 +39,7 @@ def test_find_format(tmp_path):
         f"{tmp_path / 'net.py'}:build": "factory",
         str(tmp_path / "w.safetensors"): "safetensors",
         str(tmp_path / "m.pt2"): "torch.export",
+        str(tmp_path / "m.onnx"): "onnx",
         str(tmp_path / "ts.pt"): "torchscript",
         str(tmp_path / "whole.pt"): "pickle",
         str(tmp_path / "missing.pt"): "pickle",
@@ -122,9 +124,23 @@ def test_a_new_format_is_one_entry(tmp_path, monkeypatch):
 
 
 def test_public_names_stay_importable():
+    from nero_cli import model_files
     from nero_cli.models import LoadedModel, ModelMeta, load_state_dict, read_meta, set_eval, sha256_file  # noqa: F401
 
     assert read_meta is model_formats.read_meta
+    assert model_formats.zip_damage is model_files.zip_damage and model_formats.quiet_torch is model_files.quiet_torch
+
+
+def test_on_sys_path_restores_sys_path_even_on_error(tmp_path):
+    import sys
+
+    before = list(sys.path)
+    with pytest.raises(RuntimeError):
+        with model_formats.on_sys_path(tmp_path / "a", tmp_path / "b"):
+            assert sys.path[:2] == [str(tmp_path / "a"), str(tmp_path / "b")]
+            sys.path.append("added inside")
+            raise RuntimeError("boom")
+    assert sys.path == before
 
 
 def test_before_eval_sees_the_module_as_loaded():
