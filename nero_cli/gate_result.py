@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -13,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, OutputError
 from .gate_config import metric_key
 
 #: The fields of a check row, in order (``status`` and ``message`` follow).
@@ -63,6 +67,17 @@ def _md_cell(x: Any) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
+def _timestamp(when: datetime | None) -> str:
+    """ISO 8601 in UTC without a zone suffix, as JUnit writers do (``2024-05-01T12:00:00``):
+    ``when``, else ``$SOURCE_DATE_EPOCH`` (for reproducible reports), else now."""
+    if when is None:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+        when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else datetime.now(timezone.utc)
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    return when.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
 def print_notes(notes: Sequence[str]) -> None:
     """Each note as one ``note:`` line on stderr."""
     err = Console(stderr=True)
@@ -102,7 +117,7 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        return EXIT_OK if self.passed else EXIT_CHECK_FAILED
 
     def summary_line(self) -> str:
         return f"{self.n_checks} checks, {self.n_failed} failed"
@@ -127,37 +142,49 @@ class GateResult:
 
     @staticmethod
     def case_name(row: dict[str, Any]) -> str:
+        """The JUnit test name of a check: which check, never its threshold or allowed regression,
+        so that a changed threshold keeps the test's history in CI."""
         if row["kind"] == "threshold":
-            return f"{row['group']}.{row['model']}:{row['bound']}-{metric_key(row['metric'])} {fmt(row['threshold'])}"
-        return f"{row['group']}.{row['model']}:{metric_key(row['metric'])} regression <= {fmt(row['max_regression'])}"
+            return f"{row['group']}.{row['model']}:{row['bound']}-{metric_key(row['metric'])}"
+        return f"{row['group']}.{row['model']}:{metric_key(row['metric'])} regression"
 
-    def to_junit(self) -> str:
-        """JUnit XML: one testsuite, one testcase per check, ``<failure>`` for failures."""
+    @staticmethod
+    def detail(row: dict[str, Any]) -> str:
+        """One check in words: which, its value, its threshold (or baseline), the verdict's message."""
+        return (f"{row['model']} / {row['group']} / {metric_key(row['metric'])}: value {fmt(row['value'])}, "
+                f"{GateResult.limit_text(row)}: {row['message']}")
+
+    def to_junit(self, timestamp: datetime | None = None, hostname: str | None = None) -> str:
+        """JUnit XML (valid under Jenkins' ``junit-10.xsd``): one testsuite, one testcase per check
+        named by :meth:`case_name`, ``<failure>`` for failures; the value and the threshold are in
+        the failure message and the text. ``timestamp`` (UTC; default now, or
+        ``$SOURCE_DATE_EPOCH``) and ``hostname`` (default this machine's) are the suite's."""
         root = ET.Element("testsuites", name="nero gate", tests=str(self.n_checks), failures=str(self.n_failed),
                           errors="0")
-        suite = ET.SubElement(root, "testsuite", name=f"nero gate {self.run_dir}", tests=str(self.n_checks),
-                              failures=str(self.n_failed), errors="0", skipped="0", time="0")
+        suite = ET.SubElement(root, "testsuite", name="nero gate", tests=str(self.n_checks),
+                              failures=str(self.n_failed), errors="0", skipped="0", time="0",
+                              timestamp=_timestamp(timestamp), hostname=hostname or socket.gethostname())
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="run", value=str(self.run_dir))
         if self.baseline_dir:
             ET.SubElement(props, "property", name="baseline", value=str(self.baseline_dir))
+        if self.config:
+            ET.SubElement(props, "property", name="config", value=self.config)
         for row in self.rows:
             case = ET.SubElement(suite, "testcase", classname=f"nero.gate.{row['model']}.{row['group']}",
                                  name=self.case_name(row), time="0")
-            text = (f"{row['model']} / {row['group']} / {row['metric']} "
-                    f"({'higher' if row['higher_is_better'] else 'lower'} is better): {row['message']}")
             if row["status"] != "pass":
-                fail = ET.SubElement(case, "failure", message=row["message"], type=row["kind"])
-                fail.text = text
+                ET.SubElement(case, "failure", message=self.detail(row), type=row["kind"]).text = self.detail(row)
             else:
-                ET.SubElement(case, "system-out").text = text
-        if self.notes:
-            ET.SubElement(suite, "system-err").text = "\n".join(self.notes)
+                ET.SubElement(case, "system-out").text = self.detail(row)
+        if self.notes or self.method:
+            ET.SubElement(suite, "system-err").text = "\n".join([*self.notes, *([self.method] if self.method else [])])
         ET.indent(root)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
     def to_markdown(self) -> str:
-        """A Markdown report (heading, table, failures), e.g. for ``$GITHUB_STEP_SUMMARY``."""
+        """A Markdown report (heading, table with the failed checks first, notes), e.g. for
+        ``$GITHUB_STEP_SUMMARY``."""
         cell = _md_cell
         verdict = "passed" if self.passed else "FAILED"
         lines = [f"### NERO gate {verdict}: {self.summary_line()}", "",
@@ -167,13 +194,28 @@ class GateResult:
             lines += [cell(self.method[0].upper() + self.method[1:]) + ".", ""]
         lines += ["| | model | group | metric | value | threshold / baseline | result |",
                   "|---|---|---|---|---:|---|---|"]
-        for r in self.rows:
+        for r in [*self.failures, *(r for r in self.rows if r["status"] == "pass")]:
             icon = "✅" if r["status"] == "pass" else "❌"
             lines.append(f"| {icon} | {cell(r['model'])} | {cell(r['group'])} | {cell(metric_key(r['metric']))} | "
                          f"{fmt(r['value'])} | {cell(self.limit_text(r))} | {cell(r['message'])} |")
         if self.notes:
             lines += ["", *[f"- {cell(n)}" for n in self.notes]]
         return "\n".join(lines) + "\n"
+
+    def append_markdown(self, path: Path | str, what: str = "--markdown") -> None:
+        """Append :meth:`to_markdown` to ``path`` (created if missing), after a blank line when the
+        file already has text: ``$GITHUB_STEP_SUMMARY`` collects every step's report this way."""
+        path = Path(path)
+        try:
+            with open(path, "a+", encoding="utf-8") as fh:
+                fh.seek(0, os.SEEK_END)
+                sep = ""
+                if fh.tell() > 0:
+                    fh.seek(fh.tell() - 1)
+                    sep = "\n" if fh.read(1) == "\n" else "\n\n"
+                fh.write(sep + self.to_markdown())
+        except OSError as exc:
+            raise OutputError(f"{what} {path}: cannot append ({exc.strerror or exc}); choose another file") from None
 
     def table(self) -> Table:
         """The rich table of every check."""
