@@ -301,6 +301,7 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     p = Prepared(runners, task_rec, dataset, specs, _class_names(task_rec, dataset, runners, given), metric, dev, norm,
                  random_init=random, given={"sample": sample, "class_names": given, "random_init": random_init},
                  data_record={"selection": sel.record(dataset.labels is not None), **dataset.record()})
+    p.warnings += [f"model {r.name}: {note}" for r in runners for note in getattr(r.model.module, "load_notes", ())]
     p.warnings += repeatability_warnings(runners, dataset.inputs[: min(8, len(dataset))]) + notes
     if random_init and not random:
         p.warnings.append("--random-init has no effect: every model has its weights")
