@@ -24,12 +24,18 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
                                         "spec options; the spec's grid along each axis is the coarse grid "
                                         "(e.g. rotation:step=5). Repeatable."),
         out: Path = typer.Option(Path("nero-search"), "--out", "-o", help="Run directory to write."),
+        task: Optional[str] = typer.Option(None, "--task", help="classification or detection (default: the "
+                                           "model's declared task, else classification)."),
         refine: int = typer.Option(12, "--refine", help="Golden-section evaluations per sample around the worst "
                                    "grid point (0: the grid only)."),
         tol: Optional[float] = typer.Option(None, "--tol", help="Bisection tolerance of the breaking parameter, in "
                                             "the axis's unit (default 0.1 degrees, 0.05 px, 0.005 log2 scale)."),
-        reference: str = typer.Option("auto", "--reference", help="auto, labels or prediction (the class whose "
-                                      "confidence is minimised)."),
+        reference: str = typer.Option("auto", "--reference", help="auto, labels or prediction: the class whose "
+                                      "confidence is minimised (detection: the box and class the top box's IoU "
+                                      "is measured against)."),
+        iou_threshold: Optional[float] = typer.Option(None, "--iou-threshold", help="Detection: the top box counts as "
+                                                      "changed when its IoU with the identity's top box (mapped "
+                                                      "back) falls below this (default 0.5), or its class changes."),
         weights: Optional[List[str]] = typer.Option(None, "--weights", help="State dict for each factory model, in order."),
         meta: Optional[List[str]] = typer.Option(None, "--meta", help="Sidecar JSON for each model, in order."),
         name: Optional[List[str]] = typer.Option(None, "--name", help="Display name for each model, in order."),
@@ -45,23 +51,26 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary lines."),
     ) -> None:
         """Per sample: the worst element of a continuous group (grid, then golden-section refinement) and the
-        smallest breaking transformation (scan outward, then bisect); writes search.csv, summary.json, plots."""
+        smallest breaking transformation (scan outward, then bisect), for image classifiers and detectors (the
+        top box); writes search.csv, summary.json, plots."""
 
         def work() -> None:
             from .breaking import search_run
 
             result = search_run(models, data, group, out, refine=refine, tol=tol, reference=reference,
-                                batch_size=batch_size, plots=not no_plots, overwrite=overwrite,
+                                batch_size=batch_size, plots=not no_plots, iou_threshold=iou_threshold,
+                                overwrite=overwrite,
                                 command=["nero", *sys.argv[1:]], weights=weights or [], meta=meta or [],
                                 names=name or [], trust_checkpoint=trust_checkpoint, normalize=normalize,
-                                limit=limit, sample=sample, seed=seed, device=device)
+                                limit=limit, sample=sample, seed=seed, device=device, task=task)
             if quiet:
                 return
+            quantity = result.summary.get("quantity", "confidence")
             for model, per_axis in result.summary["models"].items():
                 for key, s in per_axis.items():
                     med = "beyond the range" if s["median_breaking"] is None else f"{s['median_breaking']:.3g}"
                     typer.echo(f"{model} {key}: median breaking {med}, never broken "
-                               f"{100 * s['share_never_broken']:.0f}%, median worst confidence "
+                               f"{100 * s['share_never_broken']:.0f}%, median worst {quantity} "
                                f"{s['median_worst_value']:.3f}")
             typer.echo(f"wrote {result.out}")
 
