@@ -32,8 +32,9 @@ wrong: their per-layer error is overstated, although the network may be exactly 
 
 Formats: TorchScript compiles the calls between its submodules, so hooks never run: a scripted
 ``nn.Sequential`` (nested ones too) is unfolded into a Python ``Sequential`` of its scripted layers,
-any other TorchScript module is refused in one line, and so are torch.export and ONNX graphs (no
-modules to hook).
+and any other TorchScript module is refused in one line. A torch.export program is unflattened into
+its module hierarchy (:mod:`nero_cli.layer_graph`), whose submodules take hooks; ONNX graphs are
+refused (no modules to hook).
 """
 
 from __future__ import annotations
@@ -52,19 +53,13 @@ from orbits import ImageAction, planar_matrices
 
 from .errors import ModelError, OptionError
 from .outdir import claim
+from .layer_graph import UNINSPECTABLE, check_format
 from .layers_output import ASSUMPTION, summarise, write_layers_run
 from .prepare import Prepared, prepare
 from .runner import ModelRunner
 
 #: Columns of layers.csv.
 COLUMNS = ("model", "layer", "kind", "depth", "element", "own_error", "contribution")
-#: Model formats whose layers nero cannot reach, and why (one line each).
-UNINSPECTABLE = {
-    "torchscript": "TorchScript compiles the calls between its submodules, so forward hooks never run",
-    "torch.export": "a torch.export graph has no modules to hook (layer-wise attribution of export graphs is "
-                    "not implemented)",
-    "onnx": "an ONNX graph has no modules to hook",
-}
 HEAD = "(head)"
 #: Keyword options of :func:`layers_run`.
 OPTIONS = ("task", "weights", "meta", "names", "trust_checkpoint", "normalize", "random_init", "device", "seed",
@@ -352,52 +347,6 @@ def _rows(name: str, sums: _Sums, labels: dict[int, str], n: int) -> list[dict[s
             rows.append({"model": name, "layer": layer, "kind": kind, "depth": i + 1, "element": label,
                          "own_error": own, "contribution": sums.contrib.get((i, e), math.nan) / n})
     return rows
-
-
-class _ScriptedLayer(torch.nn.Module):
-    """A leaf of a TorchScript ``Sequential``, callable from Python so that hooks run around it."""
-
-    def __init__(self, leaf: Any):
-        super().__init__()
-        object.__setattr__(self, "leaf", leaf)  # not a registered child: the wrapper is the leaf
-        self.layer_kind = str(getattr(leaf, "original_name", "ScriptModule"))
-        if not self.layer_kind.startswith("ConvTranspose"):
-            for key in ("kernel_size", "stride", "padding", "dilation"):
-                if hasattr(leaf, key):
-                    setattr(self, key, getattr(leaf, key))
-
-    def forward(self, *args: Any) -> Any:
-        return self.leaf(*args)
-
-
-def _unfold(module: Any) -> torch.nn.Module | None:
-    """A TorchScript ``nn.Sequential`` (nested ones too) as a Python ``Sequential`` of its scripted
-    layers, so that its calls go through Python; None for other TorchScript modules."""
-    if getattr(module, "original_name", None) != "Sequential":
-        return None
-    seq = torch.nn.Sequential()
-    for name, child in module.named_children():
-        has_children = any(True for _ in child.children())
-        inner = _unfold(child) if has_children else _ScriptedLayer(child)
-        if inner is None:
-            return None
-        seq.add_module(name, inner)
-    return seq
-
-
-def check_format(runner: ModelRunner) -> None:
-    """Make the model's layers reachable by hooks (a TorchScript ``Sequential`` is unfolded), or
-    refuse in one line."""
-    module, why = runner.model.module, UNINSPECTABLE.get(runner.model.format)
-    if isinstance(module, torch.jit.ScriptModule):
-        unfolded = _unfold(module)
-        if unfolded is not None:
-            runner.model.module = unfolded
-            return
-        why = UNINSPECTABLE["torchscript"] + " (only a scripted nn.Sequential can be unfolded)"
-    if why or not isinstance(module, torch.nn.Module):
-        raise ModelError(f"model {runner.name}: its layers cannot be inspected ({why or 'not an nn.Module'}); give "
-                         "the nn.Module itself (file.py:callable with --weights, or a pickled module)")
 
 
 def _movers(p: Prepared) -> tuple[dict[int, Mover], dict[int, str], Any]:

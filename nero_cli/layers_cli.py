@@ -19,9 +19,9 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
     def layers_command(
         models: List[str] = typer.Argument(..., metavar="MODEL...", help="nn.Module models: file.py:callable or "
                                            "package.module:callable (with --weights), a pickled module (with "
-                                           "--trust-checkpoint), sample:NAME, or a scripted nn.Sequential. "
-                                           "Other TorchScript, torch.export and ONNX graphs cannot be "
-                                           "inspected layer by layer."),
+                                           "--trust-checkpoint), sample:NAME, a scripted nn.Sequential, or a "
+                                           "torch.export .pt2 (unflattened into its submodules). Other "
+                                           "TorchScript and ONNX graphs cannot be inspected layer by layer."),
         data: str = typer.Option(..., "--data", "-d", help=".npz, an ImageFolder directory, or sample:mnist500."),
         group: str = typer.Option(..., "--group", "-g", help="One planar orbit spec, e.g. shift:extent=1,step=1 "
                                   "(one-pixel shifts) or rotation:start=-15,stop=15,step=15."),
