@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from rich.console import Console
 
-from .errors import OptionError
+from .errors import OptionError, OutputError
 from .analysis_runs import GATE_METRICS, open_analysis, run_kind
 from .gate_analysis import analysis_rows, analysis_view, check_percentile
 from .gate_baseline import parse_max_regression, regression_rows
@@ -168,7 +168,7 @@ def gate_command(run_dir: Path, *, checks: Sequence[str], fixed: Mapping[str, fl
         raise OptionError("--config and --no-config contradict each other; pass one")
     for opt, target in (("--junit", junit), ("--markdown", markdown)):
         if target is not None and not Path(target).parent.is_dir():
-            raise OptionError(f"{opt} {target}: the directory {Path(target).parent} does not exist; create it or "
+            raise OutputError(f"{opt} {target}: the directory {Path(target).parent} does not exist; create it or "
                               f"choose another path")
     cfg = GateConfig() if no_config else load_config(config)
     result = gate_run(run_dir, cli_thresholds(fixed, checks), baseline=baseline, max_regression=max_regression,
@@ -177,7 +177,7 @@ def gate_command(run_dir: Path, *, checks: Sequence[str], fixed: Mapping[str, fl
     if junit is not None:
         write_atomic(junit, result.to_junit(), "--junit")
     if markdown is not None:
-        write_atomic(markdown, result.to_markdown(), "--markdown")
+        result.append_markdown(markdown)  # appended: $GITHUB_STEP_SUMMARY collects every step
     print_notes(result.notes)
     if as_json:
         sys.stdout.write(result.to_json())

@@ -39,11 +39,11 @@ def write_atomic(path: Path | str, text: str, what: str = "file") -> None:
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise OptionError(f"{what} {path}: the directory {parent} does not exist; create it or choose another path")
+        raise OutputError(f"{what} {path}: the directory {parent} does not exist; create it or choose another path")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
-        raise OptionError(f"{what} {path}: cannot write in {parent} ({exc.strerror})") from None
+        raise OutputError(f"{what} {path}: cannot write in {parent} ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -116,9 +116,6 @@ def test_a_bad_option_is_2_everywhere(place):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="gate refuses an output path through a file as a usage error (2), report as "
-                                       "an output error (5, the table's 'a file in the path'); see gate.py's check "
-                                       "of the --junit/--markdown folder and runrecord.write_atomic")
 def test_an_output_path_through_a_file_is_5_everywhere(place):
     out = str(place / "afile" / "x")
     gate = runner.invoke(app, ["gate", str(place / "run"), "--no-config", "--max-orbit-spread", "1", "--junit", out])

@@ -207,8 +207,6 @@ def test_nero_gate_junit_is_valid_and_stable(run_dir, tmp_path, schema):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="gate.py still replaces --markdown FILE (write_atomic); it should call "
-                                       "GateResult.append_markdown")
 def test_nero_gate_markdown_appends(run_dir, tmp_path):
     md = tmp_path / "summary.md"
     md.write_text("earlier step\n")
