@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nero_cli.layer_errors import Frame, layers, next_frame, reach
-from nero_cli.layer_graph import annotate
+from nero_cli.errors import ModelError
+from nero_cli.layer_graph import annotate, check_format
+from nero_cli.prepare import prepare
 from tests.test_layers import _plain_cnn
 
 
@@ -21,7 +23,8 @@ class Nested(nn.Module):
         super().__init__()
         torch.manual_seed(1)
         self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 3, padding="same", dilation=2),
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1),
+                                  nn.Conv2d(8, 8, 3, padding="same", dilation=2),
                                   nn.AvgPool2d(3, stride=1, padding=1), nn.ConvTranspose2d(8, 8, 2, stride=2))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
 
@@ -29,10 +32,10 @@ class Nested(nn.Module):
         return self.head(F.relu(self.body(self.stem(x))))
 
 
-def _save(model: nn.Module, path) -> str:
+def _save(model: nn.Module, path, decompose: bool = False) -> str:
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.export.export(model, (torch.rand(2, 1, 28, 28),), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path))
+    torch.export.save(program.run_decompositions() if decompose else program, str(path))
     return str(path)
 
 
@@ -52,9 +55,11 @@ def test_export_graph_matches_the_module(tmp_path, build, group) -> None:
     assert (want["own_error"].fillna(0) > 1e-3).any()  # the comparison is not between zeros
 
 
-def test_unflattened_leaves_carry_the_kernels_of_their_modules(tmp_path) -> None:
+@pytest.mark.parametrize("decompose", [False, True], ids=["training-ir", "decomposed"])
+def test_unflattened_leaves_carry_the_kernels_of_their_modules(tmp_path, decompose) -> None:
+    """aten.conv2d / max_pool2d, or after run_decompositions aten.convolution / max_pool2d_with_indices."""
     model = Nested().eval()
-    program = torch.export.load(_save(model, tmp_path / "n.pt2"))
+    program = torch.export.load(_save(model, tmp_path / "n.pt2", decompose))
     flat = torch.export.unflatten(program)
     annotate(flat)
     leaves = {n: m for n, m in flat.named_modules() if not any(True for _ in m.children())}
@@ -66,3 +71,11 @@ def test_unflattened_leaves_carry_the_kernels_of_their_modules(tmp_path) -> None
         assert reach(leaf) == reach(module), name
         assert next_frame(Frame(), leaf, (14, 14), (7, 7)) == next_frame(Frame(), module, (14, 14), (7, 7)), name
     assert {"stem.0", "body.1", "body.2", "body.3", "head.2"} <= set(leaves)
+
+
+def test_a_program_changed_since_it_was_loaded_is_refused(tmp_path) -> None:
+    path = _save(_plain_cnn(), tmp_path / "cnn.pt2")
+    p = prepare([path], "sample:mnist500", ["shift:extent=1,step=1"], limit=2, device="cpu")
+    _save(Nested().eval(), tmp_path / "cnn.pt2")
+    with pytest.raises(ModelError, match="changed while nero was reading it"):
+        check_format(p.runners[0])

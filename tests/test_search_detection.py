@@ -108,6 +108,16 @@ def test_box_that_does_not_follow_breaks_at_a_third_of_its_width():
     assert np.allclose(looser["breaking"], 7.2, atol=0.011)  # IoU 0.25 at d = 12 * 0.75 / 1.25
 
 
+def test_box_that_does_not_scale_breaks_at_a_factor_of_root_two():
+    """A fixed box centred on the image, mapped back by a scaling s, is the same box scaled by 1/s
+    about its centre: IoU 1/s² (s > 1) or s² (s < 1), below 0.5 beyond |log2 s| = 0.5."""
+    t = search(FixedBox((26, 26, 38, 38)), data(), "scale:start=0.5,stop=2,step=0.25", task="detection",
+               device="cpu", tol=0.001, refine=0)
+    assert set(t["axis"]) == {"log2_scale"}
+    assert np.allclose(t["breaking"], 0.5, atol=0.0011) and (t["breaking"] >= 0.5 - 1e-9).all()
+    assert np.allclose(t["worst_value"], 0.25) and np.allclose(t["worst_param"].abs(), 1.0)  # 0.5x and 2x
+
+
 def test_wrong_class_scores_zero_iou():
     t = search(FixedBox((26, 26, 38, 38)), data(cls=5), "shift:axis=x,extent=2,step=1", task="detection",
                device="cpu", refine=0)
