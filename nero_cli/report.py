@@ -2,9 +2,9 @@
 
 The page (``report.html``, no network needed: plotly.js, CSS and data are inline) shows
 
-- a summary table of every model and group of every run;
-- the aggregate NERO plot of each group with the models overlaid, for a chosen metric
-  and class subset;
+- a summary table of every model and group of every run, one column per quantity;
+- the aggregate NERO plot of each group with the models overlaid (runs of the same group on
+  different grids too, each model at its own elements), for a chosen metric and class subset;
 - a dimension-reduction view: each sample is a point whose vector is its NERO curve (the
   metric at every orbit element, for one model and group), reduced to 2-D with PCA,
   FastICA, Isomap, t-SNE (and UMAP when ``umap`` is importable), coloured by the mean or
@@ -12,6 +12,10 @@ The page (``report.html``, no network needed: plotly.js, CSS and data are inline
   mean or variance, shows that sample's thumbnail and its individual NERO plot for every
   model; choosing an orbit element shows the transformed input and every model's outputs
   there (the rows of ``results.csv``);
+- a table of the selected samples (searched by id, filtered by class) with every model's mean
+  and variance of its curve, exported as CSV with one button;
+- the views of ``nero lie``, ``nero layers`` and ``nero search`` runs given beside the evaluate
+  runs (:mod:`nero_cli.report_analysis`);
 - when model names carry an epoch or step number (``ckpt_e5``, ``step-1000``), every
   summary metric drawn against it.
 
@@ -23,8 +27,6 @@ Static copies of the aggregate plots go to ``figures/`` beside the page.
 from __future__ import annotations
 
 import datetime as _dt
-import html
-import json
 import os
 import re
 import shutil
@@ -40,8 +42,12 @@ from matplotlib.figure import Figure
 from . import __version__
 from .errors import NeroError, OptionError, OutputError, first_line
 from .plots import PlotSpec, metrics_with_floor, plot_aggregate, save_figure
-from .report_data import DEFAULT_MAX_SAMPLES, ReportRun, build_report_data, higher_is_better, load_run, name_runs
+from .analysis_runs import run_kind
+from .report_analysis import AnalysisEntry, analysis_run_html, analysis_views, load_analysis
+from .report_data import DEFAULT_MAX_SAMPLES, ReportRun, build_report_data, display_names, load_run, name_runs
+from .report_escape import html_text, script_json
 from .report_media import REDUCTIONS, parse_reductions
+from .report_summary import summary_table_html
 from .outdir import IO_ERRORS, claim, commit, io_error, listing
 from .runrecord import write_json
 
@@ -55,95 +61,10 @@ Warn = Callable[[str], None]
 
 
 # ------------------------------------------------------------------------------------------
-# Escaping: one function per context of the page; every run-controlled string goes through one
-
-#: Characters that could end or disturb a ``<script>`` block (``</script>``, ``<!--``) or a JS
-#: string (U+2028, U+2029), written as JSON ``\\uXXXX`` escapes that decode to the same text.
-_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-def html_text(value: Any) -> str:
-    """``value`` as HTML text or as a quoted attribute value (``& < > " '`` escaped)."""
-    return html.escape(str(value), quote=True)
-
-
-def script_json(data: Any) -> str:
-    """``data`` as JSON to embed in a ``<script>`` block: ``<``, ``>``, ``&``, U+2028 and U+2029
-    only ever appear as ``\\u`` escapes, so no string can close the block or open a comment."""
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
-
-
-# ------------------------------------------------------------------------------------------
-# The summary table
-
-
-def _table_columns(runs: list[ReportRun], higher: dict[str, bool]) -> list[str]:
-    """Every numeric summary key of the runs, in the tasks' summary order."""
-    cols: list[str] = []
-    for r in runs:
-        for groups in r.rec.summary["metrics"].values():
-            for m in groups.values():
-                cols += [k for k, v in m.items() if k not in cols and k not in ("n_samples", "n_elements")
-                         and isinstance(v, (int, float))]
-    order = {k: i for i, k in enumerate(higher)}
-    return sorted(cols, key=lambda k: order.get(k, len(order)))
-
-
-def _best(rows: list[tuple[ReportRun, str, str, dict]], cols: list[str], higher: dict[str, bool]) -> dict:
-    """The best value per (task and group spec, column)."""
-    best: dict[tuple[str, str], float] = {}
-    for r, _model, group, m in rows:
-        peers = f"{r.task.name}|{r.rec.plots[group]['spec']}"
-        for c in cols:
-            v = m.get(c)
-            if isinstance(v, (int, float)) and c in higher:
-                if (peers, c) not in best or (v > best[(peers, c)] if higher[c] else v < best[(peers, c)]):
-                    best[(peers, c)] = v
-    return best
-
-
-def summary_table_html(runs: list[ReportRun]) -> str:
-    """Every model x group of every run; best value per group and column in bold."""
-    higher = higher_is_better(runs)
-    cols = _table_columns(runs, higher)
-    rows = [(r, str(model), str(group), m) for r in runs for model, groups in r.rec.summary["metrics"].items()
-            for group, m in groups.items()]
-    best = _best(rows, cols, higher)
-    n_peers: dict[str, int] = {}
-    for r, _model, group, _m in rows:
-        k = f"{r.task.name}|{r.rec.plots[group]['spec']}"
-        n_peers[k] = n_peers.get(k, 0) + 1
-    multi = len(runs) > 1
-    body = []
-    for r, model, group, m in rows:
-        spec = r.rec.plots[group]["spec"]
-        peers = f"{r.task.name}|{spec}"
-        cells = []
-        for c in cols:
-            v = m.get(c)
-            if isinstance(v, (int, float)):
-                bold = best.get((peers, c)) == v and n_peers[peers] > 1
-                cells.append(f'<td class="num{" best" if bold else ""}">{v:.4f}</td>')
-            else:
-                cells.append('<td class="num">&ndash;</td>')
-        run_cell = f"<td>{html_text(r.name)}</td>" if multi else ""
-        body.append(f"<tr>{run_cell}<td>{html_text(r.display.get(model, model))}</td>"
-                    f'<td title="{html_text(spec)}">{html_text(group)}</td>'
-                    f'<td class="num">{html_text(m.get("n_samples", ""))}</td>{"".join(cells)}</tr>')
-    head = "".join(f'<th title="{html_text(c)}: {"higher" if higher.get(c, True) else "lower"} is better">'
-                   f'{html_text(c.replace("_", " "))} {"&uarr;" if higher.get(c, True) else "&darr;"}</th>'
-                   for c in cols)
-    run_head = "<th>run</th>" if multi else ""
-    return (f'<table class="summary"><thead><tr>{run_head}<th>model</th><th>group</th><th>samples</th>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
-
-
-# ------------------------------------------------------------------------------------------
 # The page
 
 
-def _run_list_html(runs: list[ReportRun]) -> str:
+def _run_list_html(runs: list[ReportRun], analyses: Sequence[AnalysisEntry] = ()) -> str:
     items = []
     for r in runs:
         finished = r.rec.info.get("finished")
@@ -153,11 +74,13 @@ def _run_list_html(runs: list[ReportRun]) -> str:
             f"{html_text(', '.join(r.display[m] for m in r.models))}; groups "
             f"{html_text(', '.join(str(p['spec']) for p in r.rec.plots.values()))}"
             f"{' (finished ' + html_text(finished) + ')' if finished else ''}</li>")
-    return "".join(items)
+    return "".join(items) + "".join(analysis_run_html(a) for a in analyses)
 
 
-def render_html(data: dict[str, Any], runs: list[ReportRun], title: str) -> str:
-    """The page: the template with plotly.js, the data and the static parts filled in."""
+def render_html(data: dict[str, Any], runs: list[ReportRun], title: str, analyses: Sequence[AnalysisEntry] = (),
+                analysis_html: str = "") -> str:
+    """The page: the template with plotly.js, the data and the static parts filled in (``analysis_html``:
+    the sections of the lie, layers and search runs, escaped where they were built)."""
     if get_plotlyjs is None:
         raise OptionError("nero report needs plotly: pip install 'nero[report]' (or pip install plotly)")
     template = resources.files("nero_cli").joinpath(TEMPLATE).read_text(encoding="utf-8")
@@ -167,8 +90,9 @@ def render_html(data: dict[str, Any], runs: list[ReportRun], title: str) -> str:
     parts = {
         "TITLE": html_text(title),
         "GENERATED": html_text(f"nero {__version__}, {generated}"),
-        "RUNS": _run_list_html(runs),
-        "SUMMARY_TABLE": summary_table_html(runs),
+        "RUNS": _run_list_html(runs, analyses),
+        "SUMMARY_TABLE": summary_table_html(runs) if runs else "",
+        "ANALYSIS": analysis_html,
     }
 
     def fill(text: str) -> str:  # one pass: nothing substituted is scanned again
@@ -186,9 +110,10 @@ def render_html(data: dict[str, Any], runs: list[ReportRun], title: str) -> str:
 def _view_aggregate(runs: list[ReportRun], view: dict[str, Any]) -> pd.DataFrame | None:
     """summary.csv rows of every run's group drawn in ``view``, models under their page names."""
     frames = []
+    members = {(m["run"], m["group"]) for m in view["members"]}
     for r in runs:
-        for label, plot in r.rec.plots.items():
-            if r.task.name == view["task"] and str(plot["spec"]) == view["spec"]:
+        for label in r.rec.plots:
+            if (r.name, label) in members:
                 a = r.agg[r.agg["group"] == label].copy()
                 a["model"] = a["model"].map(lambda m, r=r: r.display.get(m, m))
                 a["group"] = view["label"]
@@ -197,8 +122,8 @@ def _view_aggregate(runs: list[ReportRun], view: dict[str, Any]) -> pd.DataFrame
 
 
 def write_figures(runs: list[ReportRun], data: dict[str, Any], fig_dir: Path, warn: Warn) -> list[Path]:
-    """Static aggregate plots (default metric, every sample, models overlaid; and the equivariance error
-    with its resampling floor shaded, where the floor is not 0) and the epoch curves."""
+    """Static aggregate plots (default metric, every sample, models overlaid each at its own elements; and
+    the equivariance error with its resampling floor shaded, where the floor is not 0) and the epoch curves."""
     paths: list[Path] = []
     for v in data["views"]:
         agg = _view_aggregate(runs, v)
@@ -207,7 +132,7 @@ def write_figures(runs: list[ReportRun], data: dict[str, Any], fig_dir: Path, wa
         label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in v["label"])
         try:
             spec = PlotSpec(group=v["label"], kind=v["kind"], params=tuple(v["plotParams"]),
-                            title=f"{v['label']} ({v['n_elements']} elements)")
+                            title=f"{v['label']} ({' + '.join(str(s['n']) for s in v['specs'])} elements)")
             for metric in [m for m in metrics_with_floor(agg, v["metrics"][0]) if m in v["metrics"]]:
                 paths += plot_aggregate(agg, spec, metric, [e["name"] for e in v["entries"]], fig_dir,
                                         stem=f"aggregate_{label}_{metric}", task=v["task"])
@@ -244,20 +169,25 @@ def epoch_figure(data: dict[str, Any], fig_dir: Path) -> list[Path]:
 # The report folder
 
 
-def _open_runs(paths: list[Path], out: Path) -> list[ReportRun]:
-    """Every run directory, each given once, none inside ``out``; refused with one error line."""
+def _open_runs(paths: list[Path], out: Path) -> tuple[list[ReportRun], list[AnalysisEntry]]:
+    """Every run directory, each given once, none inside ``out``; refused with one error line. The runs
+    of ``nero lie``, ``nero layers`` and ``nero search`` (told apart by run.json's kind) are read by
+    their own reader, the rest as ``nero evaluate`` runs."""
     seen: set[Path] = set()
-    runs = []
+    runs, analyses = [], []
     for p in paths:
         rp = p.resolve()
         if rp in seen:
             raise OptionError(f"{p}: given twice; pass each run directory once")
         seen.add(rp)
-        runs.append(load_run(p))
+        if run_kind(p) is not None:
+            analyses.append(load_analysis(p))
+        else:
+            runs.append(load_run(p))
         ro = out.resolve()
         if ro == rp or rp.is_relative_to(ro):
             raise OutputError(f"--out {out}: would replace the run directory {p}; choose another --out")
-    return runs
+    return runs, analyses
 
 
 def _write_folder(out: Path, page: str, figures: Callable[[Path], Any] | None) -> None:
@@ -293,7 +223,8 @@ def report_run(run_dirs: Sequence[Path | str], out: Path | str, overwrite: bool 
                reductions: str | Sequence[str] | None = None, thumbnails: bool = True, figures: bool = True,
                title: str | None = None, seed: int = 0, warn: Warn | None = None,
                progress: Callable[[str], None] | None = None) -> Path:
-    """Build the report of ``run_dirs`` in the directory ``out``; return the path of ``report.html``.
+    """Build the report of ``run_dirs`` (folders of ``nero evaluate``, ``nero lie``, ``nero layers`` or
+    ``nero search``) in the directory ``out``; return the path of ``report.html``.
 
     ``out`` is held exclusively for the whole command, written under a temporary sibling name and
     swapped into place when complete; an existing non-empty ``out`` is replaced only with
@@ -304,22 +235,27 @@ def report_run(run_dirs: Sequence[Path | str], out: Path | str, overwrite: bool 
     ``none`` for none).
     """
     if not run_dirs:
-        raise OptionError("no RUN_DIR given; pass one or more --out directories of 'nero evaluate'")
+        raise OptionError("no RUN_DIR given; pass one or more --out directories of 'nero evaluate', 'nero lie', "
+                          "'nero layers' or 'nero search'")
     if max_samples < 1:
         raise OptionError(f"--max-samples must be at least 1, got {max_samples}")
     warn = warn or _print_warning
     out = Path(out)
-    runs = _open_runs([Path(p) for p in run_dirs], out)
+    runs, analyses = _open_runs([Path(p) for p in run_dirs], out)
     methods = parse_reductions(reductions)
-    with claim(out, "report", overwrite, protect=[r.path for r in runs]):
-        name_runs(runs)
+    with claim(out, "report", overwrite, protect=[r.path for r in (*runs, *analyses)]):
+        name_runs([*runs, *analyses])
+        for subset in (runs, *([a for a in analyses if a.kind == k] for k in ("lie", "layers", "search"))):
+            display_names(subset)  # run/model only where a name repeats among the views that show it together
         data = build_report_data(runs, max_samples=max_samples, metrics=list(metrics) if metrics else None,
                                  reductions=methods, thumbnails=thumbnails, seed=seed, warn=warn, progress=progress)
-        if not data["views"]:
+        data["analysis"], analysis_html = analysis_views(analyses)
+        if not data["views"] and not data["analysis"]:
             raise NeroError("these runs hold no group with rows in results.csv; nothing to report")
-        page = render_html(data, runs, title if title is not None else "NERO report: " + ", ".join(r.name for r in runs))
+        names = ", ".join(r.name for r in (*runs, *analyses))
+        page = render_html(data, runs, title if title is not None else "NERO report: " + names, analyses, analysis_html)
         _write_folder(out, page, (lambda d: write_figures(runs, data, d, warn)) if figures else None)
     return out / "report.html"
 
 
-__all__ = ["report_run", "render_html", "summary_table_html", "write_figures", "REDUCTIONS"]
+__all__ = ["report_run", "render_html", "summary_table_html", "write_figures", "html_text", "script_json", "REDUCTIONS"]

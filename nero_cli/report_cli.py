@@ -22,7 +22,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
 
     @app.command("report")
     def report(
-        run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run directories written by 'nero evaluate' (several are compared on one page)."),
+        run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run directories written by 'nero evaluate' (several are compared on one page), 'nero lie', 'nero layers' or 'nero search' (each shown in its own view)."),
         out: Path = typer.Option(Path("nero-report"), "--out", "-o", help="Directory to write report.html and figures/ to."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
         metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Metrics to offer (repeatable or comma list; default: every plot metric of the task, see 'nero list metrics')."),

@@ -24,7 +24,8 @@ from .errors import first_line
 from .plot_floor import FLOOR_COLUMN, FLOORED_METRICS
 from .plots import model_colors
 from .report_media import REDUCTION_NAMES, camera_matrix, rounded, rounded_list, sample_media
-from .report_views import View, build_views, entry_json
+from .report_summary import row_values, summary_columns
+from .report_views import View, build_views, entry_json, natural_key
 from .runrecord import RunRecord, open_run
 from .tasks import TaskRecord
 
@@ -70,9 +71,9 @@ def load_run(run_dir: Path | str) -> ReportRun:
     return ReportRun(rec, rec.results(), rec.aggregate())
 
 
-def name_runs(runs: list[ReportRun]) -> None:
+def name_runs(runs: Sequence[Any]) -> None:
     """Unique run names (directory names; the parent is added, then a counter, when they collide)
-    and model display names (``run/model`` when a model name occurs in more than one run)."""
+    and model display names (:func:`display_names`). ``runs``: anything with ``path`` and ``models``."""
     names = [r.path.name or str(r.path) for r in runs]
     if len(set(names)) != len(names):
         names = [f"{r.path.resolve().parent.name}/{r.path.name}" for r in runs]
@@ -80,6 +81,11 @@ def name_runs(runs: list[ReportRun]) -> None:
     for r, n in zip(runs, names):
         seen[n] = seen.get(n, 0) + 1
         r.name = n if seen[n] == 1 else f"{n}-{seen[n]}"
+    display_names(runs)
+
+
+def display_names(runs: Sequence[Any]) -> None:
+    """Model display names: ``run/model`` when a model name occurs in more than one of ``runs``."""
     count: dict[str, int] = {}
     for r in runs:
         for m in r.models:
@@ -195,7 +201,7 @@ def dataset_json(index: int, s: SampleSet) -> dict[str, Any]:
     first_id = {}
     for cid, cname in classes.values():
         first_id[cname] = min(first_id.get(cname, cid), cid)
-    names = sorted(first_id, key=lambda n: (first_id[n], n))
+    names = sorted(first_id, key=natural_key)
     out: dict[str, Any] = {
         "id": f"d{index}", "task": r0.task.name, "input": s.input_kind, "source": r0.data.get("source", ""),
         "samples": [int(sid) for sid in s.ids], "total": int(s.total),
@@ -213,24 +219,22 @@ def dataset_json(index: int, s: SampleSet) -> dict[str, Any]:
 
 
 def summary_rows(runs: list[ReportRun]) -> list[dict[str, Any]]:
-    """One row per run, model and group: summary.json's numbers."""
+    """One row per run, model and group: summary.json's numbers, one per quantity (the columns of
+    :func:`nero_cli.report_summary.summary_columns`, by label)."""
+    columns = summary_columns(runs)
     rows = []
     for r in runs:
         for model, groups in r.rec.summary["metrics"].items():
             for group, vals in groups.items():
+                values = {k: rounded(x) for k, x in row_values(r.task.name, vals, columns).items()}
                 rows.append({"entry": r.display.get(str(model), str(model)), "run": r.name, "group": str(group),
-                             "spec": r.rec.plots[group]["spec"],
-                             "values": {k: rounded(x) for k, x in vals.items() if isinstance(x, (int, float))}})
+                             "spec": r.rec.plots[group]["spec"], "values": values})
     return rows
 
 
 def higher_is_better(runs: list[ReportRun]) -> dict[str, bool]:
-    """The direction of every summary key of the runs' tasks, in the tasks' order."""
-    out: dict[str, bool] = {}
-    for r in runs:
-        for k, v in r.rec.higher_is_better.items():
-            out.setdefault(k, bool(v))
-    return out
+    """The direction of every summary quantity of the runs (by column label), in the tasks' order."""
+    return {c.label: bool(c.higher) for c in summary_columns(runs)}
 
 
 def epoch_metric(runs: list[ReportRun]) -> str | None:

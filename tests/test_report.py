@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
+import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +28,13 @@ MNIST = ["--data", "sample:mnist500", "--classes", "1,4,7"]  # 150 digits, 50 pe
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def run_ok(*args):
+    """A nero command that must succeed."""
+    r = run(*args)
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    return r
 
 
 def page_data(html_path: Path) -> dict:
@@ -299,11 +309,39 @@ def test_overwrite_guard(runs, tmp_path):
 # ------------------------------------------------------------------------------------------- the browser
 
 
+def in_ci() -> bool:
+    """Whether CI is set (``.ci/run`` sets it): the browser tests must run there, never skip."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def need_browser() -> None:
+    """Skip the browser tests where Chromium, its driver or selenium is missing; fail instead under CI."""
+    why = None
+    if not CHROMIUM.exists() or CHROMEDRIVER is None:
+        why = (f"headless-browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium "
+               f"chromium-driver): {CHROMIUM} or chromedriver is absent")
+    elif importlib.util.find_spec("selenium") is None:
+        why = "headless-browser test needs selenium (pip install -e '.[dev]')"
+    if why and in_ci():
+        pytest.fail(f"{why}; CI is set, so the browser tests must run here")
+    if why:
+        pytest.skip(why)
+
+
+def test_browser_tests_fail_not_skip_under_ci(monkeypatch, tmp_path):
+    """With CI set, a missing browser fails the browser tests; without it they are skipped."""
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        need_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        need_browser()
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists() or CHROMEDRIVER is None:
-        pytest.skip("headless-browser test needs Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver): /usr/bin/chromium or chromedriver is absent")
+    need_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -314,15 +352,21 @@ def browser():
               "--window-size=1500,1400"):
         opts.add_argument(a)
     profile = tempfile.mkdtemp(prefix="nero-chromium-")
+    downloads = Path(tempfile.mkdtemp(prefix="nero-downloads-"))
     opts.add_argument(f"--user-data-dir={profile}")
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False})
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
     driver.set_page_load_timeout(60)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.nero_downloads = downloads  # where the page's downloads (the CSV export) land
     try:
         yield driver
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(downloads, ignore_errors=True)
 
 
 def _open(driver, html: Path) -> None:

@@ -187,3 +187,59 @@ def test_browser_hostile_names(browser, hostile_report):  # noqa: F811 - the imp
     with pytest.raises(NoAlertPresentException):
         d.switch_to.alert.text  # noqa: B018 - no alert() ran
     assert not _severe(d.get_log("browser"))
+
+
+# ------------------------------------------------------------------------------------------- lie, layers and search runs
+
+#: Model names of the lie, layers and search runs: markup, a script close, attribute breakers, plotly fields.
+ANALYSIS_NAMES = ["<!--<script>", "\"'><img src=x onerror=alert(1)> %{x}"]
+
+
+@pytest.fixture(scope="module")
+def hostile_analysis(tmp_path_factory) -> Path:
+    """A report of tiny lie, layers and search runs whose models have hostile names, in hostile folders."""
+    root = tmp_path_factory.mktemp("hostile-analysis")
+    names = [a for n in ANALYSIS_NAMES for a in ("--name", n)]
+    models = ["sample:mnist-cnn", "sample:mnist-cnn-aug"]
+    data = ["--data", "sample:mnist500"]
+    commands = {
+        "lie <!--": ["lie", *models, *names, *data, "--sample", "10", "-g", "rotation", "-q"],
+        "search <b>&amp;": ["search", *models, *names, *data, "--sample", "10", "-g", "rotation:step=90", "--refine", "2", "-q"],
+        "layers '\"": ["layers", models[0], "--name", ANALYSIS_NAMES[1], *data, "--limit", "2", "-g", "shift:extent=1,step=1"],
+    }
+    for folder, args in commands.items():
+        r = CliRunner().invoke(app, [*args, "--out", str(root / folder)])
+        assert r.exit_code == 0, r.stderr
+    out = root / "report"
+    r = CliRunner().invoke(app, ["report", *(str(root / f) for f in commands), "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.stderr
+    return out / "report.html"
+
+
+@pytest.mark.slow
+def test_browser_hostile_names_in_analysis_views(browser, hostile_analysis):  # noqa: F811 - the imported fixture
+    from selenium.common.exceptions import NoAlertPresentException
+
+    text = hostile_analysis.read_text(encoding="utf-8")
+    assert len(re.findall(r"<script\b", text, re.I)) == 3 and "<!--" not in text
+    assert len(re.findall(r"<img\b", text)) == 3  # the runs' own plots: lie.png and two worst-example plots
+    d = browser
+    d.get(hostile_analysis.resolve().as_uri())
+    _wait(d, lambda: d.execute_script("return document.body.dataset.ready === '1'"), "the page to start")
+    assert not _severe(d.get_log("browser"))
+    assert d.execute_script("return document.scripts.length") == 3
+    assert not d.execute_script("return document.querySelectorAll('img[src=\"x\"], [onerror]').length")
+    for div in ("an-a0-dist", "an-a1-surv0", "an-a2-bars"):
+        _wait(d, lambda div=div: _texts(d, f"#{div} .legendtext"), f"the legend of {div}")
+    assert _texts(d, "#an-a0-dist .legendtext") == ANALYSIS_NAMES
+    assert _texts(d, "#an-a1-surv0 .legendtext") == ANALYSIS_NAMES
+    assert _texts(d, "#an-a2-bars .legendtext") == ANALYSIS_NAMES[1:]
+    assert _texts(d, "#an-a0 tbody td:first-child") == ANALYSIS_NAMES
+    assert _texts(d, "#an-a1 tbody td:first-child") == ANALYSIS_NAMES
+    assert set(_texts(d, "#an-a2 tbody td:first-child")) == set(ANALYSIS_NAMES[1:])
+    headings = _texts(d, "section.analysis h2")
+    assert headings == ["Lie derivative: lie <!--", "Breaking transformations: search <b>&amp;",
+                        "Error by layer: layers '\""]
+    with pytest.raises(NoAlertPresentException):
+        d.switch_to.alert.text  # noqa: B018 - no alert() ran
+    assert not _severe(d.get_log("browser"))
