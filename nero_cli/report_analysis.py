@@ -114,15 +114,23 @@ def _section(a: AnalysisEntry, vid: str, intro: str, body: str) -> str:
 # lie
 
 
+LIE_KEYS = ("lie_derivative_mean", "lie_derivative_median", "lie_derivative_p90")
+#: With ``nero lie --along``: the orbit's numbers, as (key, column head).
+LIE_ORBIT_KEYS = (("lie_derivative_orbit_mean", "orbit mean"), ("lie_derivative_orbit_max", "orbit max"))
+
+
 def lie_view(a: AnalysisEntry, vid: str, colors: dict[str, str]) -> tuple[dict[str, Any], str]:
     s, table = a.run.summary, a.run.table()
+    orbit = s.get("orbit") if isinstance(s.get("orbit"), dict) else None
+    if orbit is not None and "element" in table:  # --along: the distribution at the identity, as the summary's
+        table = table[table["element"].astype(str) == str(orbit.get("identity"))]
     rows, series = [], []
     for model, gens in s["metrics"].items():
         name = a.display.get(str(model), str(model))
         for gen, m in gens.items():
-            rows.append([_td(name), _td(gen), _td(m.get("n_samples", "")),
-                         *(_td_num(m.get(k), k) for k in ("lie_derivative_mean", "lie_derivative_median", "lie_derivative_p90")),
-                         _td(m.get("unit", "")), _td(m.get("method", ""))])
+            along = [_td_num(m.get(k), k) for k, _ in LIE_ORBIT_KEYS] + [_td(m.get("lie_derivative_orbit_argmax", ""))]
+            rows.append([_td(name), _td(gen), _td(m.get("n_samples", "")), *(_td_num(m.get(k), k) for k in LIE_KEYS),
+                         *(along if orbit is not None else []), _td(m.get("unit", "")), _td(m.get("method", ""))])
             t = table[(table["model"] == str(model)) & (table["generator"] == str(gen))]
             series.append({"model": name, "generator": str(gen), "unit": str(m.get("unit", "")), "color": colors[name],
                            "values": rounded_list(t["value"].to_numpy(dtype=float))})
@@ -136,7 +144,13 @@ def lie_view(a: AnalysisEntry, vid: str, colors: dict[str, str]) -> tuple[dict[s
              f"<code>{html_text(s.get('group', ''))}</code>, per sample: {html_text(doc)}. 0 means locally invariant. "
              f"Method {how}. The table is the run's summary.json; the box plot is the distribution over the samples of "
              f"lie.csv.")
-    head = ["model", "generator", "samples", "mean", "median", "90th percentile", "unit", "method"]
+    head = ["model", "generator", "samples", "mean", "median", "90th percentile"]
+    if orbit is not None:
+        intro += (f" Orbit: the mean over samples of the derivative at g&middot;x for every element g of "
+                  f"<code>{html_text(orbit.get('spec', ''))}</code>, averaged over the elements (orbit mean) and at its "
+                  f"largest (orbit max, at the element named).")
+        head += [h for _, h in LIE_ORBIT_KEYS] + ["at"]
+    head += ["unit", "method"]
     body = _table(head, rows, "lie") + f'<div id="an-{vid}-dist" class="plot"></div>' + _figures(a, "", "the run's plot")
     return {"id": vid, "kind": "lie", "run": a.name, "series": series}, _section(a, vid, intro, body)
 

@@ -27,7 +27,7 @@ MODELS = ["sample:mnist-cnn", "sample:mnist-cnn-aug"]
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("analysis-runs")
     run("evaluate", MODELS[0], *SAMPLE, "-g", "rotation:step=90", "--out", root / "ev", "-q", "--no-plots")
-    run("lie", *MODELS, *SAMPLE, "-g", "rotation", "--out", root / "lie", "-q")
+    run("lie", *MODELS, *SAMPLE, "-g", "rotation:step=90", "--along", "--out", root / "lie", "-q")
     run("layers", MODELS[0], "--data", "sample:mnist500", "--limit", "4", "-g", "shift:extent=1,step=1",
         "--out", root / "layers")
     run("search", *MODELS, *SAMPLE, "-g", "rotation:step=30", "--refine", "4", "--out", root / "search", "-q")
@@ -128,24 +128,30 @@ def test_lie_view_numbers_are_summary_json(report, runs):
     summary = json.loads((runs["lie"] / "summary.json").read_text())
     sec = sections(report)["an-a0"]
     rows = body(sec["tables"][0])
-    assert sec["tables"][0][0] == ["model", "generator", "samples", "mean", "median", "90th percentile", "unit", "method"]
+    assert sec["tables"][0][0] == ["model", "generator", "samples", "mean", "median", "90th percentile", "orbit mean",
+                                   "orbit max", "at", "unit", "method"]
     want = [(m, g, v) for m, gens in summary["metrics"].items() for g, v in gens.items()]
     assert len(rows) == len(want) == 2
+    keys = ("lie_derivative_mean", "lie_derivative_median", "lie_derivative_p90", "lie_derivative_orbit_mean",
+            "lie_derivative_orbit_max")
     for row, (m, g, v) in zip(rows, want):
-        assert row[:3] == [m, g, str(v["n_samples"])] and row[6:] == [v["unit"], v["method"]] == ["TV/degree", "jvp"]
-        for cell, key in zip(row[3:6], ("lie_derivative_mean", "lie_derivative_median", "lie_derivative_p90")):
+        assert row[:3] == [m, g, str(v["n_samples"])] and row[9:] == [v["unit"], v["method"]] == ["TV/degree", "jvp"]
+        assert row[8] == v["lie_derivative_orbit_argmax"]
+        for cell, key in zip(row[3:8], keys):
             assert close(cell, v[key]), (cell, key, v[key])
     assert "TV/degree" in sec["text"] and "jvp" in sec["text"] and "torch.func.jvp" in sec["text"]
-    # the distribution drawn is lie.csv; its median is the summary's
+    # the distribution drawn is lie.csv at the identity (--along adds the other elements' rows); its median is the summary's
     table = pd.read_csv(runs["lie"] / "lie.csv")
+    table = table[table["element"] == summary["orbit"]["identity"]]
     for s in page_data(report)["analysis"][0]["series"]:
         t = table[(table["model"] == s["model"]) & (table["generator"] == s["generator"])]
-        assert s["values"] == pytest.approx(t["value"].to_list(), rel=1e-5)
+        assert len(s["values"]) == 20 and s["values"] == pytest.approx(t["value"].to_list(), rel=1e-5)
         assert float(np.median(s["values"])) == pytest.approx(summary["metrics"][s["model"]][s["generator"]]
                                                                ["lie_derivative_median"], rel=1e-5)
-    # the run's own plot, byte for byte
-    assert len(sec["imgs"]) == 1
-    assert base64.b64decode(sec["imgs"][0].split(",", 1)[1]) == (runs["lie"] / "plots" / "lie.png").read_bytes()
+    # the run's own plots, byte for byte
+    pngs = sorted((runs["lie"] / "plots").glob("*.png"))
+    assert [p.name for p in pngs] == ["lie.png", "lie_orbit.png"]
+    assert [base64.b64decode(u.split(",", 1)[1]) for u in sec["imgs"]] == [p.read_bytes() for p in pngs]
 
 
 def test_layers_view_table_is_the_mean_over_elements(report, runs):
@@ -247,7 +253,7 @@ def test_browser_draws_the_analysis_views(browser, report, runs, tmp_path):  # n
     assert [(t["x"], t["y"]) for t in surv] == [(c["x"], c["y"]) for c in data[2]["survival"][0]["curves"]]
     for div in ("an-a0-dist", "an-a1-bars", "an-a2-surv0"):
         assert d.find_elements("css selector", f"#{div} .main-svg")
-    assert d.execute_script("return document.querySelectorAll('section.analysis img.run-plot').length") == 3
+    assert d.execute_script("return document.querySelectorAll('section.analysis img.run-plot').length") == 4
     assert d.execute_script("return Array.from(document.querySelectorAll('section.analysis img.run-plot'))"
                             ".every(function (i) { return i.complete && i.naturalWidth > 0; })")
     assert not d.find_element("id", "aggregate-section").get_attribute("hidden")  # the NERO plot beside them
