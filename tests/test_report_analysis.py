@@ -8,6 +8,7 @@ import base64
 import json
 import math
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -226,6 +227,18 @@ def test_report_of_analysis_runs_only(runs, tmp_path):
     assert data["views"] == [] and [a["kind"] for a in data["analysis"]] == ["search", "layers"]
     assert not (tmp_path / "rep" / "figures").exists() or not list((tmp_path / "rep" / "figures").iterdir())
     assert re.search(r"<title>NERO report: search, layers</title>", path.read_text(encoding="utf-8"))
+
+
+def test_a_damaged_analysis_run_is_refused_in_one_line(runs, tmp_path):
+    from tests.test_report import _one_line_error
+    from tests.test_report import run as run_any
+
+    bad = tmp_path / "lie-cut"
+    shutil.copytree(runs["lie"], bad)
+    text = (bad / "lie.csv").read_text()
+    (bad / "lie.csv").write_text(text[: len(text) // 2])
+    _one_line_error(run_any("report", runs["ev"], bad, "--out", tmp_path / "rep"), "lie.csv", "checksum", code=5)
+    assert not (tmp_path / "rep").exists()
 
 
 # ------------------------------------------------------------------------------------------- the browser
