@@ -23,7 +23,7 @@ from .runrecord import ANALYSIS_KINDS, RUN_JSON, SUMMARY, complete_info, read_js
 TABLES = {
     "lie": ("lie.csv", ("model", "sample", "generator", "value", "unit", "method")),
     "layers": ("layers.csv", ("model", "layer", "kind", "depth", "element", "own_error", "contribution")),
-    "search": ("search.csv", ("model", "sample", "group", "axis", "worst_value", "breaking")),
+    "search": ("search.csv", ("model", "sample", "group", "axis", "worst_value", "breaking", "correct_at_identity")),
 }
 #: Where each kind's summary.json keeps its per-model numbers.
 MODEL_KEYS = {"lie": "metrics", "layers": "per_model", "search": "models"}
