@@ -142,7 +142,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Random seed of --sample, --random-init and the sweep (recorded in run.json)."),
     plot_metric: Optional[str] = typer.Option(None, "--plot-metric", help="A metric of the task to plot (default: its primary metric; see 'nero list metrics')."),
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="detection: predictions counted for precision/recall/F1."),
-    plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots: worst:K, best:K (by mean confidence), ids like 3,17, or none."),
+    plot_samples: str = typer.Option("worst:1,spread:2", "--plot-samples", help="Individual plots: a comma list of worst:K, best:K (by the primary metric), spread:K (where the models differ most) and sample ids, or none."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only (CSV, JSON), no plots."),
     no_floor: bool = typer.Option(False, "--no-floor", help="Skip the resampling floor (one more forward pass per non-exact element); its columns are left empty."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate everything again instead of reusing cached (checkpoint, data, group) results ($NERO_CACHE_DIR or ~/.cache/nero)."),
@@ -220,7 +220,7 @@ def _run_evaluate(o: dict[str, Any]) -> None:
 def merge(
     run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="The run directories of --shard 0/n ... n-1/n."),
     out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
-    plot_samples: str = typer.Option("worst:3", "--plot-samples", help="Individual plots, as for evaluate."),
+    plot_samples: str = typer.Option("worst:1,spread:2", "--plot-samples", help="Individual plots, as for evaluate."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
@@ -256,8 +256,14 @@ def list_samples() -> None:
 
 @list_app.command("groups")
 def list_groups() -> None:
-    """Every transformation group with its spec keys and defaults."""
-    _list("print_groups")
+    """Every transformation group: the plot it gets, its spec keys and defaults (or its fixed elements)."""
+
+    def work() -> None:
+        from .group_list import print_groups
+
+        print_groups()
+
+    _guard(work)
 
 
 @list_app.command("tasks")
@@ -279,6 +285,7 @@ from .doctor_cli import add_command as _add_doctor  # noqa: E402
 from .layers_cli import add_command as _add_layers  # noqa: E402
 from .search_cli import add_command as _add_search  # noqa: E402
 from .lie_cli import add_command as _add_lie  # noqa: E402
+from .plot_cli import add_command as _add_plot  # noqa: E402
 from .cache_cli import add_command as _add_cache  # noqa: E402
 
 _add_gate(app, _guard)
@@ -287,6 +294,7 @@ _add_doctor(app, _guard)
 _add_layers(app, _guard)
 _add_search(app, _guard)
 _add_lie(app, _guard)
+_add_plot(app, _guard)
 _add_cache(app, _guard)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+from fnmatch import fnmatchcase
 import json
 import os
 import shutil
@@ -35,11 +36,12 @@ from typing import Any, Iterator, Sequence
 from .errors import OutputError
 
 #: The manifest of each kind of folder: written last, it proves the folder is nero's.
-MANIFESTS = {"run": "run.json", "report": "report.json"}
-#: What a partial folder of each kind may hold (files, or folders ending in "/").
+MANIFESTS = {"run": "run.json", "report": "report.json", "plots": "plots.json"}
+#: What a partial folder of each kind may hold (files, folders ending in "/", or patterns such as "*.png").
 PARTIAL_FILES = {"run": ("run.json", "results.csv", "summary.csv", "summary.json", "shard.npz", "chunks/", "plots/",
                          "lie.csv", "layers.csv", "search.csv"),
-                 "report": ("report.json", "report.html", "figures/")}
+                 "report": ("report.json", "report.html", "figures/"),
+                 "plots": ("plots.json", "*.png", "*.svg")}
 #: errno values that mean "this place cannot be written" (reported with exit 5, not as a bug).
 IO_ERRORS = {errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EACCES, errno.EDQUOT, errno.EPERM, errno.EISDIR,
              errno.EEXIST, errno.ENAMETOOLONG, errno.EMLINK, errno.EFBIG}
@@ -200,7 +202,8 @@ def discard(partial: Path, kind: str) -> None:
     if not partial.exists():
         return
     allowed = PARTIAL_FILES[kind]
-    strange = [f for f in listing(partial) if not any(f == a or (a.endswith("/") and f.startswith(a)) for a in allowed)]
+    strange = [f for f in listing(partial)
+               if not any(f == a or (a.endswith("/") and f.startswith(a)) or fnmatchcase(f, a) for a in allowed)]
     if manifest(partial, kind) is None or strange:
         raise OutputError(f"{partial}: is in nero's way but is not a folder nero left; move it away and rerun")
     shutil.rmtree(partial)

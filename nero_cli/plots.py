@@ -17,7 +17,9 @@ map) come from the metric registry through the task records (:func:`metric_info`
 equivariance error, a table's ``floor`` column (the resampling floor) is drawn as
 :mod:`nero_cli.plot_floor` describes: a shaded band from 0 on polar and curve plots.
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot state), so
-plotting is thread-safe and nothing needs closing; every figure is written as PNG and SVG.
+plotting is thread-safe and nothing needs closing; every figure is written as PNG and SVG, byte
+for byte the same on every rerun (no date, a fixed ``Software``/``Creator`` and SVG id salt), with its
+title and a description (the group's full spec, the metric and the models) in the files' metadata.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 
 from .measures import Metric
 from .plot_floor import FLOOR, FLOOR_COLUMN, FLOORED_METRICS, has_floor, metrics_with_floor
-from .plot_kinds import DRAWERS, fmt
+from .plot_axes import fmt
+from .plot_kinds import DRAWERS
 from .tasks import TASKS, get_task
 
 # No pyplot and no ``matplotlib.use``: a bare Figure renders with the Agg/SVG canvas
@@ -65,6 +68,8 @@ KINDS: dict[str, int] = {"polar": 1, "heatmap": 2, "curve": 1, "disks": 3, "sphe
 # "mosaic" (D4 and D4 x time reversal): params (k, flip) or (k, flip, t); 0 = checked by _check_spec
 
 PNG_DPI = 110
+#: What the PNG's ``Software`` and the SVG's ``Creator`` say (fixed, so reruns are byte-identical).
+SOFTWARE = "nero"
 THUMB_WIDTH = 2.4  # inches added on the left of individual plots for the thumbnail
 ERROR_MAP_WIDTH = 2.9  # inches per model of the per-pixel error maps
 
@@ -75,13 +80,15 @@ class PlotSpec:
 
     ``group`` is the value of the ``group`` column (e.g. ``"rotation"``), ``kind`` one
     of :data:`KINDS`, ``params`` the parameter columns of that group in the tables
-    and ``title`` a human description such as ``"rotation (0..355 step 5)"``.
+    ``title`` a human description such as ``"rotation (0..355 step 5)"`` and ``spec`` the
+    group's full spec string (written into the files' metadata).
     """
 
     group: str
     kind: str
     params: tuple[str, ...]
     title: str = ""
+    spec: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", tuple(self.params))
@@ -136,58 +143,97 @@ def model_colors(models: Sequence[str]) -> dict[str, str]:
 
 def plot_aggregate(agg: pd.DataFrame, spec: PlotSpec, metric: str, models: Sequence[str],
                    out_dir: Path, stem: str | None = None, *, subset: str = "all",
-                   task: str | None = None) -> list[Path]:
+                   task: str | None = None, class_names: Sequence[str] | None = None,
+                   own_scale: bool = False) -> list[Path]:
     """Plot the aggregate NERO ``metric`` of ``spec.group`` for ``models``.
 
-    Uses the rows with ``class == subset`` (``"all"``: the whole dataset). ``task`` names
-    the task whose metric registry labels and scales the plot (see :func:`metric_info`).
-    Writes ``<out_dir>/<stem>.png`` and ``.svg``; the default stem is
-    ``aggregate_<group>_<metric>`` (plus ``_class_<subset>`` for a class subset).
-    Returns the written paths.
+    Uses the rows with ``class == subset`` (``"all"``: the whole dataset; a class is named in the
+    title by ``class_names``). ``task`` names the task whose metric registry labels and scales the
+    plot (see :func:`metric_info`); ``own_scale`` gives each model's heatmap or mosaic panel its own
+    colour range. Writes ``<out_dir>/<stem>.png`` and ``.svg``; the default stem is
+    ``<group>_<metric>`` (plus ``_class-<subset>`` for a class subset). Returns the written paths.
     """
-    fig = build_aggregate_figure(agg, spec, metric, models, subset=subset, task=task)
+    fig = build_aggregate_figure(agg, spec, metric, models, subset=subset, task=task, class_names=class_names,
+                                 own_scale=own_scale)
     if stem is None:
-        stem = f"aggregate_{spec.group}_{metric}"
+        stem = f"{safe_stem(spec.group)}_{metric}"
         if str(subset) != "all":
-            stem += f"_class_{subset}"
-    return save_figure(fig, out_dir, stem)
+            stem += f"_class-{safe_stem(str(subset))}"
+    return save_figure(fig, out_dir, stem, description=describe(spec, metric, models))
 
 
 def plot_individual(results: pd.DataFrame, spec: PlotSpec, metric: str, models: Sequence[str],
                     sample: int, image: np.ndarray | None, out_dir: Path,
-                    stem: str | None = None, *, task: str | None = None) -> list[Path]:
+                    stem: str | None = None, *, task: str | None = None,
+                    class_names: Sequence[str] | None = None, own_scale: bool = False) -> list[Path]:
     """Plot ``metric`` over ``spec.group`` for one sample, beside a thumbnail of it.
 
     ``image`` is ``(H, W)``, ``(C, H, W)`` or ``(H, W, C)`` in [0, 1], a ``(P, 3)``
     point cloud (drawn as a small 3-D scatter) or None (no thumbnail). A metric
     missing from the table is read from the results column its registry entry names
-    (``accuracy``: the ``correct`` column). Writes ``<out_dir>/<stem>.png`` and
-    ``.svg`` (default stem ``sample_<sample>_<group>_<metric>``) and returns the paths.
+    (``accuracy``: the ``correct`` column). The title names the sample's class by ``class_names``.
+    Writes ``<out_dir>/<stem>.png`` and ``.svg`` (default stem ``<group>_<metric>_sample-<sample>``)
+    and returns the paths.
     """
-    fig = build_individual_figure(results, spec, metric, models, sample, image, task=task)
+    fig = build_individual_figure(results, spec, metric, models, sample, image, task=task, class_names=class_names,
+                                  own_scale=own_scale)
     if stem is None:
-        stem = f"sample_{sample}_{spec.group}_{metric}"
-    return save_figure(fig, out_dir, stem)
+        stem = f"{safe_stem(spec.group)}_{metric}_sample-{sample}"
+    return save_figure(fig, out_dir, stem, description=describe(spec, metric, models, sample))
 
 
-def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``<stem>.png`` (dpi 110) and ``<stem>.svg``; return both paths."""
+def safe_stem(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-``, ``_`` and ``.`` replaced by ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def describe(spec: PlotSpec, metric: str, models: Sequence[str], sample: int | None = None) -> str:
+    """The description a plot file carries in its metadata: group, full spec, metric, models (and sample)."""
+    parts = [f"group: {spec.group}", f"spec: {spec.spec or spec.group}", f"kind: {spec.kind}", f"metric: {metric}",
+             f"models: {', '.join(dict.fromkeys(map(str, models)))}"]
+    if sample is not None:
+        parts.append(f"sample: {sample}")
+    return "; ".join(parts)
+
+
+def save_figure(fig: Figure, out_dir: Path, stem: str, description: str | None = None) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` (dpi 110) and ``<stem>.svg``; return both paths.
+
+    Both files carry the figure's title and ``description`` in their metadata, a fixed
+    :data:`SOFTWARE` and no date, and the SVG's ids are salted with a constant: the bytes depend
+    on the figure only."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / f"{stem}.png"
     svg = out_dir / f"{stem}.svg"
-    fig.savefig(png, dpi=PNG_DPI, format="png")
-    # The layout was solved while drawing the PNG; keep it instead of solving it again
-    # (constrained layout over many polar/map axes is the slowest part of plotting).
-    fig.set_layout_engine("none")
-    fig.savefig(svg, format="svg")
+    meta = {"Title": (fig.get_suptitle() or stem).replace("\n", " ")}
+    if description:
+        meta["Description"] = description
+    _settle_layout(fig)
+    fig.savefig(png, dpi=PNG_DPI, format="png", metadata={**meta, "Software": SOFTWARE})
+    with rc_context({"svg.hashsalt": SOFTWARE}):
+        fig.savefig(svg, format="svg", metadata={**meta, "Creator": SOFTWARE, "Date": None})
     fig.clear()  # drop artists right away; the Figure is not registered with pyplot
     return [png, svg]
 
 
+def _settle_layout(fig: Figure) -> None:
+    """Solve the figure's layout once, at the PNG's resolution, and fix every axes where it put it,
+    rounded to 1e-9 of the figure: the solver's last bits vary from call to call (it sums in an order
+    that depends on memory addresses), and the SVG's clip-path ids hash the exact positions. Both
+    files are then drawn from the fixed layout (solving it once is also faster: constrained layout
+    over many polar/map axes is the slowest part of plotting)."""
+    fig.set_dpi(PNG_DPI)
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    for ax in fig.axes:
+        ax.set_position([round(float(v), 9) for v in ax.get_position(original=True).bounds], which="both")
+
+
 def build_aggregate_figure(agg: pd.DataFrame, spec: PlotSpec, metric: str,
                            models: Sequence[str], *, subset: str = "all",
-                           task: str | None = None) -> Figure:
+                           task: str | None = None, class_names: Sequence[str] | None = None,
+                           own_scale: bool = False) -> Figure:
     """The figure :func:`plot_aggregate` saves (useful for notebooks and tests)."""
     _check_spec(spec)
     df = _rows_for_group(agg, spec, "aggregate table")
@@ -203,13 +249,15 @@ def build_aggregate_figure(agg: pd.DataFrame, spec: PlotSpec, metric: str,
             n = int(n_max)
     what = f"aggregate over {n} samples" if n is not None else "aggregate"
     if str(subset) != "all":
-        what = f"class {subset}, {what}"
-    return _figure(frames, spec, metric_info(metric, task), models, what, thumbnail=None)
+        what = f"{class_text(subset, class_names)}, {what}"
+    info = {**metric_info(metric, task), "own_scale": own_scale}
+    return _figure(frames, spec, info, models, what, thumbnail=None)
 
 
 def build_individual_figure(results: pd.DataFrame, spec: PlotSpec, metric: str,
                             models: Sequence[str], sample: int,
-                            image: np.ndarray | None, *, task: str | None = None) -> Figure:
+                            image: np.ndarray | None, *, task: str | None = None,
+                            class_names: Sequence[str] | None = None, own_scale: bool = False) -> Figure:
     """The figure :func:`plot_individual` saves."""
     _check_spec(spec)
     if "sample" not in results.columns:
@@ -222,9 +270,21 @@ def build_individual_figure(results: pd.DataFrame, spec: PlotSpec, metric: str,
     what = f"sample {sample}"
     if "label" in df.columns:
         label = df["label"].iloc[0]
-        if label is not None and not (isinstance(label, float) and math.isnan(label)):
-            what += f" (label {fmt(label)})"
-    return _figure(frames, spec, metric_info(metric, task), models, what, thumbnail=image)
+        if label is not None and not (isinstance(label, float) and math.isnan(label)) and str(label) != "-1":
+            what += f", {class_text(label, class_names)}"
+    info = {**metric_info(metric, task), "own_scale": own_scale}
+    return _figure(frames, spec, info, models, what, thumbnail=image)
+
+
+def class_text(label: Any, class_names: Sequence[str] | None) -> str:
+    """``class <name>`` for a class id (its name from ``class_names`` when there is one)."""
+    try:
+        i = int(float(label))
+    except (TypeError, ValueError):
+        return f"class {label}"
+    if class_names and 0 <= i < len(class_names):
+        return f"class {class_names[i]}"
+    return f"class {fmt(label)}"
 
 
 # ----------------------------------------------------------------------------------------
@@ -367,11 +427,12 @@ def _draw_point_cloud(fig: Figure, region, pts: np.ndarray) -> None:
 
 def plot_error_maps(maps: Mapping[str, np.ndarray], labels: Sequence[str], models: Sequence[str], sample: int,
                     image: np.ndarray | None, out_dir: Path, stem: str, title: str = "",
-                    label: str = "endpoint error (px)") -> list[Path]:
+                    label: str = "endpoint error (px)", description: str | None = None) -> list[Path]:
     """Per-pixel error maps of one sample over the orbit, per model: ``maps[model]`` is ``(G, H, W)``.
 
     Up to 16 elements are drawn (evenly spaced when the orbit is longer), 4 per row, each
     labelled with its element; one colour scale (0 to the largest error) for every model.
+    ``description`` goes into the files' metadata.
     """
     present = [m for m in models if m in maps]
     if not present:
@@ -398,4 +459,4 @@ def plot_error_maps(maps: Mapping[str, np.ndarray], labels: Sequence[str], model
     sm = ScalarMappable(norm=Normalize(0.0, vmax), cmap="magma")
     fig.colorbar(sm, ax=axes, shrink=0.85, label=label)
     fig.suptitle(f"per-pixel {label.split(' (')[0]} \u2014 {title} \u2014 sample {sample}", fontsize=10)
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, description=description)

@@ -244,7 +244,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
                  sample: int | None = None, class_names: Sequence[str] = (), random_init: bool = False,
                  batch_size: int | str = 256, device: str = "auto", seed: int = 0, plot_metric: str | None = None,
-                 score_threshold: float = 0.5, plot_samples: str = "worst:3", plots: bool = True, floor: bool = True,
+                 score_threshold: float = 0.5, plot_samples: str = "worst:1,spread:2", plots: bool = True, floor: bool = True,
                  overwrite: bool = False, cache: bool = False, cache_dir: Path | None = None,
                  resume: bool = False, yes: bool = False, shard: str | None = None,
                  amp: bool = False, compile: bool = False, channels_last: bool = False,
@@ -391,7 +391,7 @@ def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, plots: bool = True,
-               plot_samples: str = "worst:3", command: Sequence[str] | None = None) -> RunResult:
+               plot_samples: str = "worst:1,spread:2", command: Sequence[str] | None = None) -> RunResult:
     """Merge the run directories of ``--shard 0/n`` ... ``--shard n-1/n`` into one complete run,
     identical to the run a single process would have written. The shards' run records say
     everything needed: no model is loaded."""

@@ -35,8 +35,8 @@ def test_run_directory_contents(demo_run):
     assert {"results.csv", "summary.csv", "summary.json", "run.json", "plots"} <= names
     plots = {p.name for p in (demo_run / "plots").iterdir()}
     for g in ("rotation", "shift", "scale"):
-        assert f"aggregate_{g}_confidence.png" in plots and f"aggregate_{g}_confidence.svg" in plots
-    assert sum(p.startswith("sample_") and p.endswith(".png") for p in plots) == 3
+        assert f"{g}_confidence.png" in plots and f"{g}_confidence.svg" in plots
+    assert sum("_sample-" in p and p.endswith(".png") for p in plots) == 3
     assert not list(demo_run.parent.glob(".run.partial*"))
 
 

@@ -93,8 +93,7 @@ def test_aggregate_each_kind(kind, tmp_path):
     spec, elements, models = SPECS[kind]
     agg = _agg(spec.group, models, elements)
     paths = plot_aggregate(agg, spec, "confidence", models, tmp_path)
-    assert [p.name for p in paths] == [f"aggregate_{spec.group}_confidence.png",
-                                       f"aggregate_{spec.group}_confidence.svg"]
+    assert [p.name for p in paths] == [f"{spec.group}_confidence.png", f"{spec.group}_confidence.svg"]
     _check_files(paths)
 
 
@@ -105,7 +104,7 @@ def test_individual_each_kind(kind, tmp_path):
     res = _results(_agg(spec.group, models, elements))
     image = np.random.default_rng(0).random((28, 28))
     paths = plot_individual(res, spec, "accuracy", models, 1, image, tmp_path)
-    assert paths[0].name == f"sample_1_{spec.group}_accuracy.png"
+    assert paths[0].name == f"{spec.group}_accuracy_sample-1.png"
     _check_files(paths)
 
 
@@ -131,7 +130,7 @@ def test_subset_and_stem(tmp_path):
     spec, elements, models = SPECS["curve"]
     agg = _agg(spec.group, models, elements)
     paths = plot_aggregate(agg, spec, "equivariance_error", models, tmp_path, subset="3")
-    assert paths[0].name == "aggregate_scale_equivariance_error_class_3.png"
+    assert paths[0].name == "scale_equivariance_error_class-3.png"
     fig = plots.build_aggregate_figure(agg, spec, "confidence", models, subset="3")
     assert "class 3" in fig.get_suptitle() and "5 samples" in fig.get_suptitle()
     fig = plots.build_aggregate_figure(agg, spec, "confidence", models)
@@ -144,7 +143,9 @@ def test_individual_title_and_accuracy_from_correct():
     spec, elements, models = SPECS["curve"]
     res = _results(_agg(spec.group, models, elements))
     fig = plots.build_individual_figure(res, spec, "accuracy", models, 0, None)
-    assert "sample 0 (label 7)" in fig.get_suptitle()
+    assert "sample 0, class 7" in fig.get_suptitle()
+    fig = plots.build_individual_figure(res, spec, "accuracy", models, 0, None, class_names=[f"c{i}" for i in range(8)])
+    assert fig.get_suptitle().endswith("sample 0, class c7") and "label" not in fig.get_suptitle()
     ax = fig.axes[0]
     ys = np.concatenate([line.get_ydata() for line in ax.get_lines() if line.get_label() in models])
     assert set(np.unique(ys)) <= {0.0, 1.0}
@@ -196,7 +197,7 @@ def test_heatmap_dy_points_down_other_params_up():
     fig = plots.build_aggregate_figure(agg, spec, "confidence", models)
     ax = fig.axes[0]
     assert ax.yaxis_inverted()
-    assert ax.get_xlabel() == "dx" and ax.get_ylabel() == "dy"
+    assert ax.get_xlabel() == "dx (px, right)" and ax.get_ylabel() == "dy (px, down)"
     agg2 = agg.rename(columns={"dx": "yaw", "dy": "pitch"})
     spec2 = PlotSpec("shift", "heatmap", ("yaw", "pitch"))
     fig = plots.build_aggregate_figure(agg2, spec2, "confidence", models)
@@ -229,7 +230,7 @@ def test_sphere_picks_at_most_six_rotations():
     fig = plots.build_aggregate_figure(agg, spec, "confidence", ["m"])
     maps = [ax for ax in fig.axes if ax.name == "mollweide"]
     assert len(maps) == 6
-    assert maps[0].get_title().endswith("0\u00b0") and maps[-1].get_title().endswith("180\u00b0")
+    assert maps[0].get_title() == "m \u00b7 no rotation (0\u00b0)" and maps[-1].get_title().endswith("by 180\u00b0")
 
 
 def test_unknown_kind_and_bad_inputs():
@@ -446,7 +447,7 @@ def test_write_plots_adds_the_equivariance_error_plot_where_there_is_a_floor(tmp
         "shift": {"spec": "shift:extent=2", "kind": "heatmap", "params": ["dx", "dy"], "n_elements": len(SHIFT)}}}
     paths = write_plots(tmp_path, table, agg, record, None, None, "confidence", [])
     assert sorted(p.name for p in paths if p.suffix == ".png") == [
-        "aggregate_rotation_confidence.png", "aggregate_rotation_equivariance_error.png", "aggregate_shift_confidence.png"]
+        "rotation_confidence.png", "rotation_equivariance_error.png", "shift_confidence.png"]
     paths = write_plots(tmp_path / "eq", table, agg, record, None, None, "equivariance_error", [])
     assert sorted(p.name for p in paths if p.suffix == ".png") == [
-        "aggregate_rotation_equivariance_error.png", "aggregate_shift_equivariance_error.png"]
+        "rotation_equivariance_error.png", "shift_equivariance_error.png"]

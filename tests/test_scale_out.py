@@ -39,7 +39,7 @@ def test_shards_merged_equal_the_whole(whole, tmp_path):
     for f in SAME:
         assert (tmp_path / "merged" / f).read_bytes() == (whole / f).read_bytes(), f
     assert json.loads((tmp_path / "merged" / "run.json").read_text())["status"] == "complete"
-    assert (tmp_path / "merged" / "plots" / "aggregate_rotation_confidence.png").exists()
+    assert (tmp_path / "merged" / "plots" / "rotation_confidence.png").exists()
 
 
 def test_merge_refuses_missing_or_foreign_shards(whole, tmp_path):

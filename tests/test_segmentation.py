@@ -129,4 +129,4 @@ def test_sample_digitseg_through_the_cli(tmp_path):
     s = json.loads((out / "summary.json").read_text())["metrics"]["digitseg"]["d4"]
     assert s["mean_iou"] > 0.85 and s["pixel_accuracy"] > 0.97  # upright digits, as trained
     assert s["orbit_mean_iou"] < s["mean_iou"] - 0.2  # trained upright only: turns and flips hurt
-    assert any(p.name.endswith("_error_maps.png") for p in (out / "plots").iterdir())
+    assert any("_error-maps_sample-" in p.name and p.suffix == ".png" for p in (out / "plots").iterdir())

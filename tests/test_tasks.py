@@ -181,7 +181,7 @@ def test_equivariant_flow_scores_zero_and_scalar_pair_does_not(flow_data, tmp_pa
     s = json.loads((out / "summary.json").read_text())
     assert s["task"] == "flow" and "orbit_aee" in s["metrics"]["gradient_flow"]["d4t"]
     plots = {p.name for p in (out / "plots").iterdir()}
-    assert "aggregate_d4t_aee.png" in plots and "sample_0_d4t_error_maps.png" in plots
+    assert "d4t_aee.png" in plots and "d4t_error-maps_sample-0.png" in plots
 
 
 def test_flow_against_ground_truth_and_rotation(flow_data, tmp_path):
@@ -251,8 +251,8 @@ def test_invariant_point_classifier_scores_zero(cloud_data, tmp_path, grid):
         assert c in t.columns
     assert t[t["model"] == "sorted_distance"]["equivariance_error"].max() < 1e-5
     assert t[t["model"] == "plain_points"]["equivariance_error"].mean() > 0.05
-    kind = "disks" if "sphere" not in grid else "sphere"
-    assert (out / "plots" / "aggregate_viewpoint_confidence.png").exists(), kind
+    slug = "viewpoint-planes" if "sphere" not in grid else "viewpoint-sphere"
+    assert (out / "plots" / f"{slug}_confidence.png").exists(), slug
 
 
 # -- detection -----------------------------------------------------------------------------------
