@@ -14,17 +14,21 @@ import typer
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    """Mean and median Lie derivative per model and generator, as a table on stdout."""
+    """Mean, median and 90th percentile of the Lie derivative at the identity per model and generator
+    (and with ``--along`` its mean and largest value over the orbit), as a table on stdout."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Lie derivative ({summary['group']}): total variation of the probabilities per unit")
-    for col in ("model", "generator", "mean", "median", "90th pct", "unit", "method"):
-        table.add_column(col, justify="right" if col in ("mean", "median", "90th pct") else "left")
+    along = "orbit" in summary
+    numbers = ["mean", "median", "90th pct", *(["orbit mean", "orbit max"] if along else [])]
+    table = Table(title=f"Lie derivative ({summary['group']}) per sample at the identity"
+                  + (" and along the orbit" if along else ""))
+    for col in ("model", "generator", *numbers, "unit", "method"):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for model, gens in summary["metrics"].items():
         for gen, m in gens.items():
-            table.add_row(model, gen, f"{m['lie_derivative_mean']:.3g}", f"{m['lie_derivative_median']:.3g}",
-                          f"{m['lie_derivative_p90']:.3g}", m["unit"], m["method"])
+            keys = ["mean", "median", "p90", *(["orbit_mean", "orbit_max"] if along else [])]
+            table.add_row(model, gen, *(f"{m['lie_derivative_' + k]:.3g}" for k in keys), m["unit"], m["method"])
     Console().print(table)
 
 
@@ -37,14 +41,20 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
                                            "(checkpoint, file.py:callable with --weights, sample:NAME)."),
         data: str = typer.Option(..., "--data", "-d", help="Images and labels, as for 'nero evaluate'."),
         group: str = typer.Option("rotation", "--group", "-g", help="rotation (d/dθ per degree), shift (d/dx, d/dy "
-                                  "per pixel), scale (d/d log s) or perspective (d/dyaw, d/dpitch per degree); "
-                                  "action options such as padding=border apply."),
+                                  "per pixel), scale (d/d log s), perspective (d/dyaw, d/dpitch per degree; "
+                                  "classification only) or, for point clouds, viewpoint (d/drot_x, rot_y, rot_z per "
+                                  "degree); action options such as padding=border apply; with --along its grid is "
+                                  "the orbit."),
         out: Path = typer.Option(Path("nero-lie"), "--out", "-o", help="Run directory to write (lie.csv, "
                                  "summary.json, plots/lie.png, run.json)."),
         method: str = typer.Option("auto", "--method", help="auto (torch.func.jvp; central finite differences where "
                                    "the model cannot be differentiated), jvp or fd."),
         step: float = typer.Option(0.01, "--step", help="h of the finite differences, in the generator's unit."),
-        task: Optional[str] = typer.Option(None, "--task", help="The task (only classification is measured for now)."),
+        task: Optional[str] = typer.Option(None, "--task", help="classification (TV of the probabilities per unit), "
+                                           "pointcloud (the same, per degree about each axis) or flow (mean over valid "
+                                           "pixels of the pulled-back flow's rate, px per unit); default: the models' own."),
+        along: bool = typer.Option(False, "--along", help="Also at every element g of the group's grid (the "
+                                   "derivative at g·x): lie.csv gains element columns, summary.json orbit keys."),
         weights: Optional[List[str]] = typer.Option(None, "--weights", help="State dict of each factory model, in order."),
         meta: Optional[List[str]] = typer.Option(None, "--meta", help="Sidecar JSON of each model, in order."),
         name: Optional[List[str]] = typer.Option(None, "--name", help="Display name of each model, in order."),
@@ -60,15 +70,17 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
     ) -> None:
-        """Local equivariance: the Lie derivative of each model's probabilities at the identity, per sample and
-        generator (total variation per degree, pixel or unit of log-scale; 0 = locally invariant)."""
+        """Local equivariance: the Lie derivative of each model's output at the identity, per sample and generator
+        (classifiers: total variation of the probabilities per degree, pixel or unit of log-scale; flow: mean
+        endpoint rate of the pulled-back field, px per unit; 0 = locally equivariant)."""
 
         def work() -> None:
             from . import console
             from .lie_derivative import lie_run
 
             result = lie_run(models, data, group, out, task=task, method=method, step=step, batch_size=batch_size,
-                             device=device, plots=not no_plots, overwrite=overwrite, command=["nero", *sys.argv[1:]],
+                             along=along, device=device, plots=not no_plots, overwrite=overwrite,
+                             command=["nero", *sys.argv[1:]],
                              weights=weights or [], meta=meta or [], names=name or [],
                              trust_checkpoint=trust_checkpoint, random_init=random_init, normalize=normalize,
                              limit=limit, sample=sample, seed=seed)

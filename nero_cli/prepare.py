@@ -176,12 +176,12 @@ def _check_plot_metric(task: TaskRecord, plot_metric: str | None) -> str:
     return metric
 
 
-def _parse_groups(groups: Sequence[str], task: TaskRecord, dataset: Dataset) -> list:
+def _parse_groups(groups: Sequence[str], task: TaskRecord, dataset: Dataset, extra: Sequence[str] = ()) -> list:
     specs = []
     for text in groups:
         try:
             specs.append(parse_spec(text, image_size=dataset.size if task.input_kind != "points" else None,
-                                    allowed=set(task.groups)))
+                                    allowed={*task.groups, *extra}))
         except SpecError as exc:
             raise OptionError(f"--group {text}: {exc}") from None
     return specs
@@ -274,14 +274,16 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
             trust_checkpoint: bool = False, normalize: str | None = None, limit: int | None = None,
             classes: Sequence[str] = (), sample: int | None = None, seed: int = 0, class_names: Sequence[str] = (),
             random_init: bool = False, device: str = "auto", plot_metric: str | None = None,
-            compile: bool = False, channels_last: bool = False, amp: bool = False) -> Prepared:
+            compile: bool = False, channels_last: bool = False, amp: bool = False,
+            extra_groups: Sequence[str] = ()) -> Prepared:
     """Load and check models, data and group specs (everything that can fail before the sweep).
 
     ``classes``, then ``limit`` (the first N) or ``sample`` (a stratified random N for ``seed``)
     choose the samples (:mod:`nero_cli.selection`). ``class_names`` name the model's classes in
     order (an ImageFolder's class folders are matched to them by name). A factory model without
     ``weights`` is built with the random generator seeded by ``seed``; random weights are refused
-    unless ``random_init``.
+    unless ``random_init``. ``extra_groups`` are accepted beside the task's own groups (``nero lie``
+    differentiates flow along shifts and zooms, which ``evaluate`` does not sweep); the caller checks them.
     """
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
@@ -296,7 +298,7 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     metric = _check_plot_metric(task_rec, plot_metric)
     runners = [ModelRunner(m, dev, norm, amp=amp, channels_last=channels_last) for m in loaded]
     dataset, notes = _load_data(data, task_rec, runners, sel, given)
-    specs = _parse_groups(groups, task_rec, dataset)
+    specs = _parse_groups(groups, task_rec, dataset, extra_groups)
     _first_forward(task_rec, dataset, runners)
     p = Prepared(runners, task_rec, dataset, specs, _class_names(task_rec, dataset, runners, given), metric, dev, norm,
                  random_init=random, given={"sample": sample, "class_names": given, "random_init": random_init},

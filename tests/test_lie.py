@@ -256,3 +256,84 @@ def test_the_command(tmp_path) -> None:  # noqa: ANN001
     res = CliRunner().invoke(app, ["lie", "sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "3",
                                    "--group", "rotation", "--method", "exact", "--out", str(out), "--overwrite"])
     assert res.exit_code == 2
+
+
+# -- along the orbit (--along) ----------------------------------------------------------------
+
+class C4Averaged(nn.Module):
+    """A model averaged over the four quarter turns of its input: exactly C4-invariant."""
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.base(torch.rot90(x, k, dims=(-2, -1))) for k in range(4)]).mean(0)
+
+
+def along(model: nn.Module, group: str, x: torch.Tensor, **kw) -> "L.LieResult":
+    return L.lie_run([model], x, group, labels=np.zeros(len(x), dtype=np.int64), device="cpu", along=True, **kw)
+
+
+def test_along_the_orbit_the_identity_rows_are_the_plain_measurement() -> None:
+    x = blobs(4, seed=2)
+    result = along(SmoothCNN(), "rotation:step=90", x)
+    table, summary = result.table, result.summary
+    assert list(table.columns) == [*L.COLUMNS, *L.ORBIT_COLUMNS] and len(table) == 4 * 4
+    assert summary["orbit"]["elements"] == ["angle=0", "angle=90", "angle=180", "angle=270"]
+    assert summary["orbit"]["identity"] == 0 and summary["orbit"]["weights"] is None
+    plain = measure(SmoothCNN(), "rotation:step=90", x)
+    np.testing.assert_array_equal(table[table["element"] == 0]["value"].to_numpy(), plain["value"].to_numpy())
+    entry = summary["metrics"]["SmoothCNN"]["rotation"]
+    assert entry["lie_derivative_mean"] == pytest.approx(plain["value"].mean(), rel=1e-12)
+    by_element = table.groupby("element")["value"].mean().to_numpy()
+    np.testing.assert_allclose(entry["lie_derivative_by_element"], by_element, rtol=1e-12)
+    assert entry["lie_derivative_orbit_mean"] == pytest.approx(by_element.mean(), rel=1e-12)
+    assert entry["lie_derivative_orbit_max"] == pytest.approx(by_element.max(), rel=1e-12)
+    assert entry["lie_derivative_orbit_argmax"] == summary["orbit"]["elements"][int(by_element.argmax())]
+
+
+def test_along_the_orbit_a_c4_model_repeats_every_quarter_turn() -> None:
+    """g(t) commutes with quarter turns on a square grid, so the derivative of a C4-invariant model at
+    r·x equals the one at x: equal to float precision (the plain model's differ)."""
+    x = blobs(5, seed=3)
+    c4 = along(C4Averaged(SmoothCNN()), "rotation:step=90", x).table.pivot(index="sample", columns="element",
+                                                                            values="value")
+    plain = along(SmoothCNN(), "rotation:step=90", x).table.pivot(index="sample", columns="element", values="value")
+    for k in (1, 2, 3):
+        np.testing.assert_allclose(c4[k], c4[0], rtol=1e-4)
+        assert ((plain[k] - plain[0]).abs() / plain[0] > 0.01).any()
+
+
+@pytest.mark.parametrize("method", ["jvp", "fd"])
+def test_along_the_orbit_a_known_gradient_is_met_at_every_element(method: str) -> None:
+    """At g·x the centre-of-mass model's derivative is its known answer on the turned image."""
+    x, s = blobs(4, seed=4), 0.7
+    spec = parse_spec("rotation:step=90", image_size=(SIZE, SIZE))
+    step = 0.1 if method == "fd" else 0.01  # float32 sums: at 0.01 degree the noise reaches 3% on small rates
+    table = along(CentreOfMassX(s), "rotation:step=90", x, method=method, step=step).table
+    turned = spec.input_action("image", (SIZE, SIZE))(x, range(4))
+    for k in range(4):
+        _, per_degree = _centre_of_mass_rates(turned[k], s)
+        np.testing.assert_allclose(table[table["element"] == k]["value"], per_degree,
+                                   rtol=2e-3 if method == "jvp" else 1e-2, atol=1e-7)
+
+
+def test_along_the_orbit_the_run_folder(tmp_path) -> None:  # noqa: ANN001
+    along(SmoothCNN(), "shift:extent=1,step=1", blobs(3, seed=5), out=tmp_path / "run")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert "plots/lie_orbit.png" in info["files"] and info["options"]["along"] is True
+    written = L.pd.read_csv(tmp_path / "run" / "lie.csv")
+    assert list(written.columns) == [*L.COLUMNS, *L.ORBIT_COLUMNS] and len(written) == 3 * 9 * 2
+    assert written["element_label"][0] == "dx=-1,dy=-1"
+
+
+def test_the_command_along_the_orbit(tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["lie", "sample:mnist-c4", "--data", "sample:mnist500", "--limit", "2", "--group",
+                                   "rotation:step=90", "--along", "--device", "cpu", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "orbit" in res.output and (out / "plots" / "lie_orbit.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    values = summary["metrics"]["mnist-c4"]["rotation"]["lie_derivative_by_element"]
+    np.testing.assert_allclose(values, values[0], rtol=1e-4)  # the C4 model: the same at every quarter turn
