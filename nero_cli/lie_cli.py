@@ -39,7 +39,8 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
     def lie_command(
         models: List[str] = typer.Argument(..., metavar="MODEL...", help="Models to measure, as for 'nero evaluate' "
                                            "(checkpoint, file.py:callable with --weights, sample:NAME)."),
-        data: str = typer.Option(..., "--data", "-d", help="Images and labels, as for 'nero evaluate'."),
+        data: str = typer.Option(..., "--data", "-d", help="Images and labels, frame pairs (flow) or point clouds, as for "
+                           "'nero evaluate'."),
         group: str = typer.Option("rotation", "--group", "-g", help="rotation (d/dθ per degree), shift (d/dx, d/dy "
                                   "per pixel), scale (d/d log s), perspective (d/dyaw, d/dpitch per degree; "
                                   "classification only) or, for point clouds, viewpoint (d/drot_x, rot_y, rot_z per "
