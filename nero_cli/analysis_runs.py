@@ -30,7 +30,7 @@ MODEL_KEYS = {"lie": "metrics", "layers": "per_model", "search": "models"}
 
 #: The metrics ``nero gate`` checks on each kind (name -> higher is better; see :mod:`nero_cli.gate_analysis`).
 GATE_METRICS = {
-    "lie": {"lie_derivative": False},
+    "lie": {"lie_derivative": False, "lie_derivative_orbit": False},
     "layers": {"layer_error": False},
     "search": {f"breaking_{g}": True for g in ("rotation", "shift", "scale", "perspective")},
 }

@@ -3,8 +3,10 @@
 Each kind offers gate metrics of its own, checked with the same threshold keys, scopes and
 config tables as an evaluate run's (``[GROUP.][MODEL:]max-METRIC``), where GROUP is:
 
-- ``lie``: ``max-lie-derivative`` on each model's mean Lie derivative (``lie_derivative_mean``
-  in summary.json) per generator (rotation, dx, dy, log_scale, yaw, pitch, ...);
+- ``lie``: ``max-lie-derivative`` on each model's mean Lie derivative at the identity
+  (``lie_derivative_mean`` in summary.json) per generator (rotation, dx, dy, log_scale, yaw, pitch,
+  rot_x, ...), and for a run of ``nero lie --along`` ``max-lie-derivative-orbit`` on its mean over
+  the orbit (``lie_derivative_orbit_mean``);
 - ``layers``: ``max-layer-error`` on each model's largest own equivariance error over its layers
   (``max_layer_error``; the layer is named in the message), GROUP the run's group label;
 - ``search``: ``min-breaking-rotation`` (and ``-shift``, ``-scale``, ``-perspective``) on the
@@ -55,7 +57,10 @@ def breaking_percentile(breaking: np.ndarray, percentile: float) -> float:
 
 
 def _lie_values(run: AnalysisRun) -> tuple[list[str], dict[str, Any]]:
-    values = {m: {gen: {"lie_derivative": v.get("lie_derivative_mean")} for gen, v in gens.items()}
+    values = {m: {gen: {"lie_derivative": v.get("lie_derivative_mean"),
+                        **({"lie_derivative_orbit": v["lie_derivative_orbit_mean"]}
+                           if "lie_derivative_orbit_mean" in v else {})}  # nero lie --along
+                  for gen, v in gens.items()}
               for m, gens in run.per_model.items()}
     return list(run.summary.get("generators") or dict.fromkeys(g for m in values.values() for g in m)), values
 

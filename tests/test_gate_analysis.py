@@ -139,3 +139,16 @@ def test_a_changed_table_is_refused(runs, tmp_path):
         fh.write("x,1,0,rotation,0.5,TV/degree,jvp\n")
     r = run("gate", bad, "--max-lie-derivative", "1", "--no-config")
     assert r.exit_code == 5 and "checksum" in r.output
+
+
+def test_lie_along_the_orbit_is_gated_on_its_orbit_mean(tmp_path):
+    out = tmp_path / "along"
+    r = run("lie", "sample:mnist-cnn", *DATA, "-g", "rotation:step=90", "--along", "-q", "--out", out)
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out / "lie.csv")
+    # the orbit mean weighs each distinct element once: here the identity is one of the four quarter turns
+    per_element = table.groupby("element")["value"].mean()
+    result = gate_json(out, "--check", "max-lie-derivative-orbit=1")
+    (check,) = result["checks"]
+    assert check["metric"] == "lie_derivative_orbit"
+    assert check["value"] == pytest.approx(per_element.mean(), rel=1e-6)
