@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from nero_cli.cli import app
@@ -194,3 +195,25 @@ def test_nero_plot_options_and_refusals(runs):
         fh.write("x\n")
     r = run("plot", damaged, "--out", root / "y")
     assert r.exit_code == 5 and "checksum" in r.output and not (root / "y").exists()
+
+
+@pytest.mark.slow
+def test_nero_plot_without_the_data_draws_no_thumbnail(runs):
+    src, root = runs["without"], runs["root"]
+    moved = root / "moved-data"
+    shutil.copytree(src, moved)
+    info = json.loads((moved / "run.json").read_text())
+    info["data"]["source"] = str(root / "gone.npz")
+    (moved / "run.json").write_text(json.dumps(info))
+    out = root / "no-data"
+    r = run("plot", moved, "--out", out, "--samples", "3", "-q")
+    assert r.exit_code == 0, r.output
+    assert "cannot load the data" in r.output and "individual plots have none" in r.output
+    r = run("plot", src, "--out", root / "no-thumbs", "--samples", "3", "--no-thumbnails", "-q")
+    assert r.exit_code == 0 and "warning" not in r.output
+    with_thumb = root / "thumbs"
+    assert run("plot", src, "--out", with_thumb, "--samples", "3", "-q").exit_code == 0
+    name = "rotation_confidence_sample-3.png"
+    narrow, wide = Image.open(out / name).size, Image.open(with_thumb / name).size
+    assert Image.open(root / "no-thumbs" / name).size == narrow and narrow[0] < wide[0]  # no input column
+    assert (out / "rotation_confidence.png").read_bytes() == (with_thumb / "rotation_confidence.png").read_bytes()
