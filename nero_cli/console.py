@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import sample_models
-from orbits import describe_groups
 
 from .cache import reuse_line
 from .tasks import TASKS, get_task
@@ -87,21 +86,6 @@ def print_samples() -> None:
     console = Console()
     console.print(t)
     console.print(d)
-
-
-def print_groups() -> None:
-    console = Console()
-    for g in describe_groups():
-        t = Table(title=f"{g['name']}: {g['summary']} (plot: {g['plot']})", title_justify="left")
-        t.add_column("key")
-        t.add_column("default")
-        t.add_column("meaning")
-        for k in g["keys"]:
-            choices = f" ({'|'.join(k['choices'])})" if k["choices"] else ""
-            default = "auto" if k["default"] is None else str(k["default"])
-            t.add_row(k["key"], default, k["help"] + choices)
-        console.print(t)
-    console.print("Spec syntax: NAME[:key=value,...], e.g. rotation:step=15,mask=circle")
 
 
 def print_tasks() -> None:
