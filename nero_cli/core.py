@@ -1,13 +1,14 @@
 """The pure evaluation core: models × data × orbits -> one tidy table.
 
 One row per model × sample × orbit element. Plots, CSV, JSON and the gate only
-consume this table. Nothing here prints or writes files.
+consume this table. Nothing here prints; each finished chunk of rows goes to a sink
+(:mod:`nero_cli.stream`): kept in memory as one table, or streamed to a run folder.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,14 @@ from .cache import make_key
 from .errors import OptionError
 from .resampling import coverage, inexact, round_trip
 from .runner import ModelRunner
+from .stream import Layout, TableSink, key_columns
 from .tasks import Chunk, TaskRecord
 from .tasks.base import scored_columns
 
 Progress = Callable[[int], None]
+#: A (model, group) block is kept for the result cache while its rows take at most this many bytes;
+#: a larger block is not cached (so memory stays flat however large the data).
+CACHE_HOLD_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -41,9 +46,9 @@ class OrbitPlan:
 
 @dataclass
 class Evaluation:
-    """The evaluation core's result: the tidy table and what produced it."""
+    """The evaluation core's result: the tidy table (None when the rows went to a sink) and what produced it."""
 
-    table: pd.DataFrame
+    table: pd.DataFrame | None
     plans: list[OrbitPlan]
     reference: str
     param_columns: list[str]
@@ -80,6 +85,11 @@ def element_weights(plan: OrbitPlan) -> list[float] | None:
     """The grid's per-element weights of orbit means, or None when every element is distinct."""
     w = plan.group.element_weights() if hasattr(plan.group, "element_weights") else None
     return None if w is None or bool((w == 1).all()) else [float(v) for v in w]
+
+
+def sweep_layout(models: Sequence[str], plans: Sequence[OrbitPlan], task: TaskRecord) -> Layout:
+    """The blocks a sweep hands its sink: ``models`` × ``plans``, their columns and weights."""
+    return Layout(list(models), list(plans), param_columns(plans), task, [element_weights(p) for p in plans])
 
 
 def param_columns(plans: Sequence[OrbitPlan]) -> list[str]:
@@ -127,53 +137,52 @@ class Sweep:
                 "options": self.options, "params": self.params, "columns": [c.name for c in self.task.columns],
                 "nero": __version__}
 
-    def block(self, runner: ModelRunner, plan: OrbitPlan) -> pd.DataFrame:
-        """The rows of one model over one orbit: from the cache, or evaluated chunk by chunk."""
+    def block(self, runner: ModelRunner, plan: OrbitPlan, sink: Any, b: tuple[int, int]) -> None:
+        """The rows of one model over one orbit, chunk by chunk into ``sink`` as block ``b``: from
+        the result cache, or evaluated (and then cached, when the block is small enough to hold)."""
         n, g = len(self.data), len(plan.group)
         parts = self.key_parts(runner, plan)
         key = make_key(parts) if self.cache is not None and self.data_key and runner.model.sha256 else None
         hit = self.cache.get(key) if key is not None else None
         if hit is not None and len(hit) == n * g:
-            hit.insert(0, "model", np.full(len(hit), runner.name, dtype=object))
             if self.progress:
                 self.progress(n * g)
-            return hit
-        cols = self._score_chunks(runner, plan, parts)
-        piece = pd.DataFrame({**self._key_columns(runner.name, plan), **cols})
-        if key is not None:
-            self.cache.put(key, piece.drop(columns=["model"]))
-        return piece
+            for s0 in range(0, n, 256):
+                rows = hit.iloc[s0 * g : (s0 + 256) * g]
+                sink.add(b, *self._ids(s0, len(rows) // g), {c.name: rows[c.name].to_numpy() for c in self.task.columns})
+            return
+        held: list[dict[str, np.ndarray]] | None = [] if key is not None else None
+        size = 0
+        for s0, cols in self._score_chunks(runner, plan, parts):
+            sink.add(b, *self._ids(s0, len(next(iter(cols.values()))) // g), cols)
+            if held is not None:
+                size += sum(v.nbytes for v in cols.values())
+                if size > CACHE_HOLD_BYTES:
+                    held = None
+                else:
+                    held.append(cols)
+        if key is not None and held is not None:
+            cols = {c: np.concatenate([h[c] for h in held]) for c in held[0]}
+            keys = key_columns(runner.name, plan, self.params, *self._ids(0, n))
+            self.cache.put(key, pd.DataFrame({**keys, **cols}).drop(columns=["model"]))
 
-    def _key_columns(self, name: str, plan: OrbitPlan) -> dict[str, np.ndarray]:
-        n, group = len(self.data), plan.group
-        g, ident = len(group), group.identity_index
+    def _ids(self, s0: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ids and labels (-1 without) of the samples at positions ``s0 : s0 + b``."""
         labels = self.data.labels
-        label_arr = labels.numpy().astype(np.int64) if labels is not None else np.full(n, -1, dtype=np.int64)
-        frame = {"model": np.full(n * g, name, dtype=object),
-                 "sample": np.repeat(np.asarray(self.data.index, dtype=np.int64), g),
-                 "label": np.repeat(label_arr, g),
-                 "group": np.full(n * g, plan.label, dtype=object),
-                 "element": np.tile(np.arange(g, dtype=np.int64), n),
-                 "identity": np.tile(np.arange(g) == ident, n)}
-        gcols = group.columns()
-        for c in self.params:
-            if c in gcols:
-                vals = np.asarray(gcols[c])
-                vals = vals.astype(np.float64) if vals.dtype.kind in "iuf" else vals.astype(object)
-            else:
-                vals = np.full(g, np.nan)
-            frame[c] = np.tile(vals, n)
-        return frame
+        ids = np.asarray(self.data.index[s0 : s0 + b], dtype=np.int64)
+        lab = labels[s0 : s0 + b].numpy().astype(np.int64) if labels is not None else np.full(b, -1, dtype=np.int64)
+        return ids, lab
 
-    def _score_chunks(self, runner: ModelRunner, plan: OrbitPlan, parts: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The task's columns over every chunk of samples (finished chunks of a resumed run are reused)."""
+    def _score_chunks(self, runner: ModelRunner, plan: OrbitPlan,
+                      parts: dict[str, Any]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """``(first position, the task's columns)`` of every chunk of samples, in order (finished
+        chunks of a resumed run are reused)."""
         data, task, g = self.data, self.task, len(plan.group)
         action, output = task.make_action(plan.spec, data), task.make_output(plan.spec, data)
         per_chunk, per_pass = chunk_sizes(len(data), g, self.batch_size, task.max_chunk_samples)
         if self.chunk_samples:  # a shard of a larger run: the same chunks as the whole run
             per_chunk = self.chunk_samples
             per_pass = max(1, min(g, self.batch_size // per_chunk))
-        cols: dict[str, list[np.ndarray]] = {c.name: [] for c in task.columns}
         for s0 in range(0, len(data), per_chunk):
             ckey = make_key({**parts, "name": runner.name, "s0": s0, "per_chunk": per_chunk}) if self.chunks else None
             done = self.chunks.get(ckey) if ckey is not None else None
@@ -191,9 +200,7 @@ class Sweep:
                     self.chunks.put(ckey, done)
             elif self.progress:
                 self.progress(len(done))
-            for c in cols:
-                cols[c].append(done[c].to_numpy())
-        return {c: np.concatenate(v) for c, v in cols.items()}
+            yield s0, {c.name: done[c.name].to_numpy() for c in task.columns}
 
     def _resampling(self, runner: ModelRunner, x: torch.Tensor, plan: OrbitPlan, action: Any,
                     outputs: torch.Tensor, chunk: Chunk, ctx: Mapping[str, Any], per_pass: int) -> dict[str, Any]:
@@ -222,7 +229,7 @@ class Sweep:
 def evaluate(runners: Sequence[ModelRunner], data: Any, specs: Sequence[OrbitSpec], task: TaskRecord, *,
              reference: str = "auto", batch_size: int = 256, seed: int = 0, options: dict[str, Any] | None = None,
              progress: Progress | None = None, cache: Any = None, data_key: str | None = None, chunks: Any = None,
-             chunk_samples: int | None = None) -> Evaluation:
+             chunk_samples: int | None = None, sink: Any = None) -> Evaluation:
     """Run every model over every orbit of every sample; return the tidy results table
     (``Evaluation.table``) with the orbits it ran.
 
@@ -234,6 +241,8 @@ def evaluate(runners: Sequence[ModelRunner], data: Any, specs: Sequence[OrbitSpe
     kept as it completes, so an interrupted sweep resumes where it stopped. ``chunk_samples``
     fixes the samples per chunk (a shard uses the whole run's chunking, so that every forward
     pass sees the same batch as in a single-process run and the results are identical).
+    With ``sink`` (a :class:`nero_cli.stream.RunStream`) every finished chunk goes there and
+    ``Evaluation.table`` is None: the rows are never all held at once.
     """
     reference = resolve_reference(task, data, reference)
     plans = plan_orbits(specs)
@@ -241,6 +250,11 @@ def evaluate(runners: Sequence[ModelRunner], data: Any, specs: Sequence[OrbitSpe
     torch.manual_seed(seed)
     sweep = Sweep(data, task, reference, params, batch_size, options or {}, progress, cache, data_key, chunks,
                   chunk_samples)
-    pieces = [sweep.block(r, plan) for r in runners for plan in plans]
-    table = pd.concat(pieces, ignore_index=True)
-    return Evaluation(table=table, plans=plans, reference=reference, param_columns=params, task=task.name)
+    own = sink is None
+    sink = TableSink() if own else sink
+    sink.begin(sweep_layout([r.name for r in runners], plans, task))
+    for mi, r in enumerate(runners):
+        for gi, plan in enumerate(plans):
+            sweep.block(r, plan, sink, (mi, gi))
+    return Evaluation(table=sink.table() if own else None, plans=plans, reference=reference, param_columns=params,
+                      task=task.name)

@@ -1,11 +1,13 @@
-"""Rebuilding one sweep from its shards' run records (``nero merge``), without loading any model."""
+"""Rebuilding one sweep from its shards' run records (``nero merge``), without loading any model.
+
+The rows themselves are each shard's spill (``SHARD/shard/``, see :mod:`nero_cli.spill`),
+replayed shard by shard into the merged run's stream by :func:`nero_cli.run.merge_runs`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
-
-import pandas as pd
 
 from orbits import parse_spec
 
@@ -14,7 +16,6 @@ from .data import load_recorded
 from .models import LoadedModel, ModelMeta
 from .prepare import Prepared
 from .runner import ModelRunner, resolve_device
-from .shard import canonical_order
 from .tasks import get_task
 
 
@@ -25,8 +26,8 @@ def _recorded_models(info: dict[str, Any]) -> list[ModelRunner]:
                                     sha256=m["sha256"], meta=ModelMeta()), dev) for m in info["models"]]
 
 
-def merged_run(infos: Sequence[tuple[Path, dict[str, Any]]], tables: Sequence[pd.DataFrame]) -> tuple[Prepared, Evaluation]:
-    """The prepared state and evaluation of the whole sweep, from its shards in order."""
+def merged_run(infos: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[Prepared, Evaluation]:
+    """The prepared state and evaluation (without rows) of the whole sweep, from its shards' records."""
     info = infos[0][1]
     record, options = info["record"], info["options"]
     task = get_task(record["task"])
@@ -37,10 +38,8 @@ def merged_run(infos: Sequence[tuple[Path, dict[str, Any]]], tables: Sequence[pd
     specs = [parse_spec(p["spec"], image_size=size) for p in record["plots"].values()]
     plans = plan_orbits(specs)
     runners = _recorded_models(info)
-    table = canonical_order(pd.concat(list(tables), ignore_index=True), [r.name for r in runners],
-                            [pl.label for pl in plans])
     p = Prepared(runners, task, dataset, specs, record["class_names"], options["plot_metric"], resolve_device("cpu"),
                  options["normalize"], can_run=False)
-    ev = Evaluation(table=table, plans=plans, reference=record["reference"], param_columns=param_columns(plans),
+    ev = Evaluation(table=None, plans=plans, reference=record["reference"], param_columns=param_columns(plans),
                     task=task.name)
     return p, ev

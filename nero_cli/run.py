@@ -2,7 +2,8 @@
 
 The run folder is built under a temporary sibling name and renamed into place only when
 every file is written (see :mod:`nero_cli.runrecord`), so a failed or interrupted run never
-leaves a folder that looks complete.
+leaves a folder that looks complete. The sweep streams its rows into that folder chunk by chunk
+(:mod:`nero_cli.stream`); summaries come from running sums, and no table of every row is held.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import os
 import platform
 import shutil
+import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,28 +27,30 @@ import torch
 from . import __version__
 from . import runrecord as rr
 from .advice import advice
-from .cache import Cache, load_frame, make_key, save_frame
-from .core import Evaluation, element_weights, evaluate, param_columns, plan_orbits
+from .cache import Cache, make_key
+from .core import Evaluation, element_weights, evaluate, sweep_layout
 from .errors import NeroError, OptionError, OutputError
 from .merge import merged_run
 from .outdir import check_target, claim, commit, discard, listing
+from .plot_samples import parse_plot_samples
 from .prepare import Prepared, estimate_seconds, parse_normalize, prepare, resolve_batch_size
-from .run_plots import parse_plot_samples, write_plots
 from .resampling import coverage_warnings
 from .runner import LONG_RUN_SECONDS
-from .shard import (canonical_order, chunk_samples, distributed, finish_distributed, gather_tables, parse_shard,
-                    shard_positions)
+from .shard import chunk_samples, distributed, finish_distributed, parse_shard, receive_rows, send_rows, shard_positions
+from .spill import SpillReader
+from .stream import RunStream, Totals
 from .summary import aggregate, summarise
 
 
 #: Version of summary.json's layout and key names (2: worst_element_*, robust_*, no mean_confidence).
 SCHEMA_VERSION = 2
+#: In a partial run folder: the streamed rows (CSV parts and spill). In a shard's run folder: its spill.
+STREAM, SHARD = "stream", "shard"
 
 
 @dataclass
 class RunResult:
     out: Path
-    table: pd.DataFrame
     aggregate: pd.DataFrame
     summary: dict[str, Any]
     plots: list[Path] = field(default_factory=list)
@@ -55,6 +59,11 @@ class RunResult:
     random_init: list[str] = field(default_factory=list)
     #: run.json's ``cache`` record (hits and misses of the result cache; None without it).
     cache: dict[str, int] | None = None
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """``results.csv`` of the run, read when asked for (the sweep itself never holds every row)."""
+        return rr.open_run(self.out).results()
 
 
 def check_out_dir(out: Path, overwrite: bool, kind: str = "run") -> None:
@@ -75,10 +84,13 @@ def _versions() -> dict[str, str]:
 
 def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256, seed: int = 0,
             score_threshold: float = 0.5, cache: Any = None, chunks: Any = None, chunk_samples: int | None = None,
-            progress_factory: Callable[[int], Any] | None = None,
-            floor: bool = True) -> tuple[Evaluation, pd.DataFrame, dict[str, Any]]:
+            progress_factory: Callable[[int], Any] | None = None, floor: bool = True,
+            stream: RunStream | None = None,
+            gather: Callable[[], None] | None = None) -> tuple[Evaluation, pd.DataFrame, dict[str, Any]]:
     """Run the sweep; return the evaluation, the aggregate table and the summary (``floor=False``:
-    skip the round trips of the resampling floor; its columns are then empty)."""
+    skip the round trips of the resampling floor; its columns are then empty). With ``stream``
+    the rows go to disk as they are evaluated (``Evaluation.table`` is None) and ``gather`` (torchrun)
+    adds the other ranks' rows before the sums are closed; a ``spill_only`` stream gets no summary."""
     batch_size = resolve_batch_size(p, batch_size)
     data_key = hashlib.sha256((p.dataset.sha256 + ":" + ",".join(map(str, p.dataset.index.tolist()))).encode()).hexdigest()
     bar = progress_factory(p.n_inputs()) if progress_factory else None
@@ -88,29 +100,39 @@ def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256
     try:
         ev = evaluate(p.runners, p.dataset, p.specs, p.task, reference=reference, batch_size=batch_size, seed=seed,
                       options=options, progress=bar.advance if bar else None, cache=cache, data_key=data_key,
-                      chunks=chunks, chunk_samples=chunk_samples)
+                      chunks=chunks, chunk_samples=chunk_samples, sink=stream)
     finally:
         if bar:
             bar.close()
-    agg, summary = tabulate(p, ev)
+    if gather is not None:
+        gather()
+    if stream is not None and stream.spill_only:
+        return ev, pd.DataFrame(), {}
+    agg, summary = tabulate(p, ev, stream.finish() if stream is not None else None)
     p.warnings += coverage_warnings(summary)
     p.warnings += advice(summary, p.task, n_classes=len(p.class_names) if p.class_names else None)
     return ev, agg, summary
 
 
-def tabulate(p: Prepared, ev: Evaluation) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The aggregate curves and the summary of an evaluation's table."""
-    agg = aggregate(ev.table, ev.param_columns, p.task, p.class_names)
+def tabulate(p: Prepared, ev: Evaluation, totals: Totals | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The aggregate curves and the summary: from a streamed run's running sums (``totals``), or
+    from the evaluation's table."""
+    if totals is None:
+        agg = aggregate(ev.table, ev.param_columns, p.task, p.class_names)
+        n_samples = int(ev.table["sample"].nunique())
+        metrics = summarise(ev.table, p.task, {pl.label: element_weights(pl) for pl in ev.plans})
+    else:
+        agg, n_samples, metrics = totals.aggregate, totals.n_samples, totals.metrics
     summary = {
         "schema_version": SCHEMA_VERSION,
         "task": p.task.name,
         "reference": ev.reference,
-        "n_samples": int(ev.table["sample"].nunique()),
+        "n_samples": n_samples,
         "models": [m.name for m in p.models],
         "groups": {pl.label: {"spec": pl.spec.canonical, "n_elements": len(pl.group), "plot": pl.group.plot_kind}
                    for pl in ev.plans},
         "higher_is_better": {k: sk.higher_is_better for k, sk in p.task.summary_keys.items()},
-        "metrics": summarise(ev.table, p.task, {pl.label: element_weights(pl) for pl in ev.plans}),
+        "metrics": metrics,
     }
     return agg, summary
 
@@ -213,18 +235,17 @@ def _split_samples(p: Prepared, batch_size: int, split: tuple[int, int] | None) 
     return chunk_samples(len(whole), batch_size, p.task.max_chunk_samples)
 
 
-def _gather(p: Prepared, ev: Evaluation, ranks: tuple[int, int], whole: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """torchrun: every rank's rows to rank 0, in the single-process order; rank 0 gets the tables back."""
-    pieces = gather_tables(ev.table, *ranks)
-    if ranks[0] != 0:
+def _exchange(stream: RunStream, ranks: tuple[int, int]) -> None:
+    """torchrun: the other ranks send their rows to rank 0, whose stream adds them in rank order."""
+    rank, world = ranks
+    try:
+        if rank == 0:
+            receive_rows(stream, world)
+        else:
+            stream.spill.close()
+            send_rows(SpillReader(stream.spill_dir))
+    finally:
         finish_distributed()
-        return pd.DataFrame(), {}
-    p.dataset = whole
-    ev.table = canonical_order(pd.concat(pieces, ignore_index=True), [m.name for m in p.models],
-                               [pl.label for pl in ev.plans])
-    out = tabulate(p, ev)
-    finish_distributed()
-    return out
 
 
 def _provenance(p: Prepared, ev: Evaluation, groups: list[str], settings: dict[str, Any], store: Cache | None,
@@ -293,17 +314,23 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     config = make_key({**key_parts, "index": p.dataset.index.tolist()})
     store = Cache.results(o.cache_dir) if o.cache else None
     stage = _open_stage(o.out, config, o.resume, o.started) if lead else None
-    ev, agg, summary = _staged(stage, lambda: compute(
-        p, reference=o.reference, batch_size=batch_size, seed=o.seed, score_threshold=o.score_threshold,
-        cache=store, chunks=stage.chunks if stage else None, chunk_samples=per_chunk,
-        progress_factory=o.progress_factory if lead else None, floor=o.floor))
+    stream = (RunStream(stage.tmp / STREAM, p.class_names) if stage is not None  # torchrun's other ranks: a spill
+              else RunStream(Path(tempfile.mkdtemp(prefix="nero-rank-")), spill_only=True))
+    gather = (lambda: _exchange(stream, o.ranks)) if o.ranks else None
+    try:
+        ev, agg, summary = _staged(stage, lambda: compute(
+            p, reference=o.reference, batch_size=batch_size, seed=o.seed, score_threshold=o.score_threshold,
+            cache=store, chunks=stage.chunks if stage else None, chunk_samples=per_chunk,
+            progress_factory=o.progress_factory if lead else None, floor=o.floor, stream=stream, gather=gather))
+    finally:
+        if not lead:
+            shutil.rmtree(stream.folder, ignore_errors=True)
     if store is not None and store.warning:
         p.warnings.append(store.warning)
-    if o.ranks:  # torchrun: rank 0 gathers every rank's rows and writes the run
-        if not lead:
-            _gather(p, ev, o.ranks, whole)
-            return RunResult(out=o.out, table=ev.table, aggregate=agg, summary=summary, warnings=p.warnings)
-        agg, summary = _gather(p, ev, o.ranks, whole)
+    if not lead:  # torchrun: rank 0 writes the run
+        return RunResult(out=o.out, aggregate=agg, summary=summary, warnings=p.warnings)
+    if o.ranks:
+        p.dataset = whole
     settings = {k: getattr(o, k) for k in ("trust_checkpoint", "limit", "seed", "plot_samples", "score_threshold",
                                            "cache", "shard", "amp", "compile", "channels_last", "floor")}
     settings.update(weights=list(o.weights), meta=list(o.meta), names=list(o.names), classes=list(o.classes),
@@ -314,24 +341,23 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     plots = o.plots
     if o.part:
         extra["shard"] = {"index": o.part[0], "count": o.part[1], "sweep": make_key(key_parts)}
-        save_frame(stage.tmp / "shard.npz", ev.table)  # type: ignore[union-attr]
         plots = False  # 'nero merge' draws the plots of the whole run
     return write_run(stage.tmp, o.out, p, ev, agg, summary, extra, command=o.command,  # type: ignore[union-attr]
-                     plots=plots, wanted=wanted, started=o.started)
+                     plots=plots, wanted=wanted, started=o.started, stream=stream, keep_spill=bool(o.part))
 
 
 def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFrame, summary: dict[str, Any],
               extra: dict[str, Any], *, command: Sequence[str] | None, plots: bool, wanted: Any,
-              started: Any) -> RunResult:
-    """Write tables, plots and ``run.json`` into ``tmp`` and rename it to ``out``."""
-    table, dataset = ev.table, p.dataset
+              started: Any, stream: RunStream, keep_spill: bool = False) -> RunResult:
+    """Write tables, plots and ``run.json`` into ``tmp`` and rename it to ``out`` (``stream``: the
+    run's finished stream, in ``tmp``; ``keep_spill``: a shard keeps its rows' spill for ``nero merge``)."""
+    dataset, totals = p.dataset, stream.totals
     record = rr.make_record(p.task, ev.reference, ev.param_columns, ev.plans, p.class_names)
     try:
-        rr.write_table(tmp / rr.RESULTS, table)
+        stream.write_results(tmp / rr.RESULTS)
         rr.write_table(tmp / rr.AGGREGATE, agg)
         rr.write_json(tmp / rr.SUMMARY, summary)
-        plot_files = (write_plots(tmp / "plots", table, agg, record, dataset, p.runners if p.can_run else None,
-                                  p.plot_metric, wanted) if plots else [])
+        plot_files = _plots(tmp / "plots", stream, agg, record, p, wanted) if plots else []
         finished = _dt.datetime.now(_dt.timezone.utc)
         run_info = {
             "status": "complete",
@@ -340,11 +366,11 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
             "groups": {pl.label: pl.spec.canonical for pl in ev.plans},
             "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256,
                         "random_init": m.name in p.random_init} for m in p.models],
-            "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": int(table["sample"].nunique()),
+            "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": totals.n_samples,
                      **p.data_record,
                      "image_size": list(dataset.size) if p.task.input_kind != "points" else None,
                      "input_shape": list(dataset.inputs.shape[1:])},
-            "n_rows": len(table),
+            "n_rows": totals.n_rows,
             "warnings": p.warnings,
             **extra,
             "versions": _versions(),
@@ -354,6 +380,9 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
         }
         run_info["seed"] = run_info.get("options", {}).get("seed")
         shutil.rmtree(tmp / "chunks", ignore_errors=True)
+        if keep_spill:
+            os.replace(stream.spill_dir, tmp / SHARD)
+        shutil.rmtree(stream.folder, ignore_errors=True)
         run_info.update(written_by="nero", files=sorted({*listing(tmp), rr.RUN_JSON}),
                         results_sha256=rr.sha256_file(tmp / rr.RESULTS))
         rr.write_json(tmp / rr.RUN_JSON, run_info)
@@ -362,8 +391,20 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     plot_files = [out / f.relative_to(tmp) for f in plot_files]
-    return RunResult(out=out, table=table, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings,
+    return RunResult(out=out, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings,
                      random_init=list(p.random_init), cache=extra.get("cache"))
+
+
+def _plots(plot_dir: Path, stream: RunStream, agg: pd.DataFrame, record: dict[str, Any], p: Prepared,
+           wanted: Any) -> list[Path]:
+    """The run's plots, from the aggregate curves and the rows of the samples they may show."""
+    from .plot_rows import plot_table
+    from .run_plots import write_plots  # matplotlib is imported only to plot
+
+    prim = p.task.metric(p.task.primary)
+    table = plot_table(SpillReader(stream.spill_dir), stream.layout, wanted, prim.column, prim.higher_is_better)
+    return write_plots(plot_dir, table, agg, record, p.dataset, p.runners if p.can_run else None, p.plot_metric,
+                       wanted)
 
 
 def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
@@ -376,7 +417,9 @@ def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
         if info.get("status") != "complete":
             raise OutputError(f"{d}: not a complete run (run.json status {info.get('status', 'missing')!r}); "
                               "finish that shard first")
-        if not info.get("shard") or not (d / "shard.npz").is_file():
+        if info.get("shard") and (d / "shard.npz").is_file():
+            raise OutputError(f"{d}: a shard written by an older nero (shard.npz); rerun that shard, then merge")
+        if not info.get("shard") or not SpillReader.exists(d / SHARD):
             raise OutputError(f"{d}: not a shard (run it with --shard i/n); nothing to merge")
         infos.append((d, info))
     n = infos[0][1]["shard"]["count"]
@@ -400,19 +443,27 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
     wanted = parse_plot_samples(plot_samples)
     infos = _shard_infos(run_dirs)
     with claim(out, "run", overwrite, protect=[d for d, _ in infos]):
-        p, ev = merged_run(infos, [load_frame(d / "shard.npz") for d, _ in infos])
+        p, ev = merged_run(infos)
         p.random_init = [m["name"] for m in infos[0][1]["models"] if m.get("random_init")]
         p.data_record = {k: v for k, v in infos[0][1]["data"].items()
                          if k in ("selection", "class_map", "class_map_from")}
-        agg, summary = tabulate(p, ev)
         tmp = rr.partial_dir(out)
         discard(tmp, "run")
         tmp.mkdir(parents=True)
+        stream = RunStream(tmp / STREAM, p.class_names)
+        try:  # every shard's rows, shard by shard, into one stream: the single-process order
+            stream.begin(sweep_layout([r.name for r in p.runners], ev.plans, p.task))
+            for d, _ in infos:
+                stream.replay(SpillReader(d / SHARD))
+            agg, summary = tabulate(p, ev, stream.finish())
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         o = infos[0][1]["options"]
         extra = {"options": {**o, "shard": None}, "merged_from": [str(d) for d, _ in infos], "cache": None,
                  "resumed_chunks": 0, "processes": len(infos)}
         return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
-                         started=started)
+                         started=started, stream=stream)
 
 
 __all__ = ["evaluate_run", "merge_runs", "RunResult", "parse_plot_samples", "parse_normalize", "check_out_dir",

@@ -2,22 +2,21 @@
 
 Samples are split into contiguous blocks along the *whole run's* chunks of samples, and every
 shard evaluates its chunks with the whole run's chunk size. Each forward pass therefore sees
-exactly the batch it would see in a single process, so the merged results are identical to a
-single-process run, bit for bit.
+exactly the batch it would see in a single process, and the rows of every shard (a shard's
+spill, or another rank's rows sent to rank 0 a chunk at a time) are folded into one stream in
+the single-process order, so the merged results are identical to a single-process run, bit for bit.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
-import torch.distributed as dist
 
 from .core import chunk_sizes
 from .errors import OptionError
+from .spill import SpillReader
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -48,13 +47,11 @@ def shard_positions(n_samples: int, batch_size: int, i: int, n: int, max_samples
     return np.arange(int(mine[0]), stop)
 
 
-def canonical_order(table: pd.DataFrame, models: Sequence[str], groups: Sequence[str]) -> pd.DataFrame:
-    """Rows ordered model by model, then group by group, keeping the sample order inside
-    (pieces concatenated shard by shard are in sample order already)."""
-    m = table["model"].map({name: k for k, name in enumerate(models)})
-    g = table["group"].map({name: k for k, name in enumerate(groups)})
-    order = np.lexsort((g.to_numpy(), m.to_numpy()))  # stable: later keys first
-    return table.iloc[order].reset_index(drop=True)
+def _dist() -> Any:
+    """``torch.distributed``, imported under torchrun only (its import is slow)."""
+    import torch.distributed as dist
+
+    return dist
 
 
 def distributed() -> tuple[int, int] | None:
@@ -62,6 +59,9 @@ def distributed() -> tuple[int, int] | None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return None
+    import torch
+
+    dist = _dist()
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("NERO_BACKEND") != "gloo" else "gloo"
         dist.init_process_group(backend=backend)
@@ -70,14 +70,31 @@ def distributed() -> tuple[int, int] | None:
     return dist.get_rank(), dist.get_world_size()
 
 
-def gather_tables(table: pd.DataFrame, rank: int, world: int) -> list[pd.DataFrame] | None:
-    """Every rank's table, in rank order, on rank 0 (None elsewhere)."""
-    pieces: list[Any] | None = [None] * world if rank == 0 else None
-    dist.gather_object(table, pieces, dst=0)
-    return pieces  # type: ignore[return-value]
+def send_rows(reader: SpillReader, dst: int = 0, size: int = 1024) -> None:
+    """torchrun, ranks above 0: every row of this rank's spill to rank ``dst``, block by block,
+    ``size`` samples per message, then an end marker."""
+    dist = _dist()
+    for b in sorted(reader.blocks):
+        for samples, labels, cols in reader.chunks(b, size):
+            dist.send_object_list([(b, samples, labels, cols)], dst=dst)
+    dist.send_object_list([None], dst=dst)
+
+
+def receive_rows(stream: Any, world: int) -> None:
+    """torchrun, rank 0: the rows of ranks 1 .. world-1, in rank order, added to ``stream`` (each
+    block's rows then follow rank 0's own, in the single-process order)."""
+    dist = _dist()
+    for rank in range(1, world):
+        while True:
+            box: list[Any] = [None]
+            dist.recv_object_list(box, src=rank)
+            if box[0] is None:
+                break
+            stream.add(*box[0])
 
 
 def finish_distributed() -> None:
+    dist = _dist()
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

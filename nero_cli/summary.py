@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .measures import BlockStats
+from .measures import BlockStats, SummaryKey
 from .tasks import TaskRecord
 
 KEYS = ["model", "group", "element"]
@@ -90,11 +90,14 @@ def summarise(table: pd.DataFrame, task: TaskRecord,
     keys = task.summary_keys
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for model, group, t in blocks(table):
-        st = block_stats(t, task, elements=(elements or {}).get(group))
-        values = {k: (None if v != v else v) for k, v in st.compute(keys).items()}  # NaN (e.g. --no-floor): null
-        row: dict[str, Any] = {"n_samples": st.samples, "n_elements": st.n_elements, **values}
-        out.setdefault(model, {})[group] = row
+        out.setdefault(model, {})[group] = block_summary(block_stats(t, task, elements=(elements or {}).get(group)), keys)
     return out
+
+
+def block_summary(st: BlockStats, keys: Mapping[str, SummaryKey]) -> dict[str, Any]:
+    """One model × group entry of summary.json's ``metrics`` from its running sums."""
+    values = {k: (None if v != v else v) for k, v in st.compute(keys).items()}  # NaN (e.g. --no-floor): null
+    return {"n_samples": st.samples, "n_elements": st.n_elements, **values}
 
 
 def rank_samples(table: pd.DataFrame, how: str = "worst", k: int = 3, by: str = "confidence",
