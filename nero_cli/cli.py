@@ -119,7 +119,7 @@ def _split(values: Optional[List[str]]) -> list[str]:
 def evaluate(
     ctx: typer.Context,
     models: Optional[List[str]] = typer.Argument(None, metavar="MODEL...", help="Checkpoints or globs of them (checkpoints/*.pt, ordered by the epoch or step in their names) (.pt TorchScript, .pt2 torch.export, pickled module with --trust-checkpoint), file.py:callable or package.module:callable (with --weights, or --random-init), or sample:NAME. Several are compared in one run."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help=".npz (images, labels), an ImageFolder directory (class folders matched to the model's classes by name), a folder of images (unlabelled), or sample:mnist500."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help=".npz (images, labels), .npy (images), an ImageFolder directory (class folders matched to the model's classes by name), a folder of images (unlabelled), or sample:mnist500."),
     group: Optional[List[str]] = typer.Option(None, "--group", "-g", help="Orbit spec NAME[:key=value,...], e.g. rotation:step=15; repeatable. See 'nero list groups'."),
     out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
     task: Optional[str] = typer.Option(None, "--task", help="A task from 'nero list tasks' (default: from the model's sidecar JSON, else classification)."),
@@ -134,6 +134,8 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N samples (warns when they miss classes; see --sample)."),
     sample: Optional[int] = typer.Option(None, "--sample", help="Evaluate a random N samples, stratified by class (every class at least once when N allows; the same for a --seed)."),
     classes: Optional[List[str]] = typer.Option(None, "--classes", help="Only these classes (ids or names), e.g. 3,5."),
+    resize: Optional[str] = typer.Option(None, "--resize", metavar="H,W", help="Resize every image to H x W before the orbit (bilinear, antialiased when shrinking), e.g. for image folders of mixed sizes."),
+    center_crop: bool = typer.Option(False, "--center-crop", help="With --resize: keep the aspect ratio (scale the shorter side to fit, then keep the centre H x W)."),
     batch_size: str = typer.Option("256", "--batch-size", "-b", help="Inputs per forward pass, or auto (time a few sizes, keep the fastest; backs off on out-of-memory)."),
     amp: bool = typer.Option(False, "--amp", help="CUDA only: run the model under bfloat16 autocast (faster on GPUs, results change slightly)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the models (compiles on the first batch: pays off on long sweeps)."),
@@ -188,9 +190,11 @@ def _run_evaluate(o: dict[str, Any]) -> None:
     """``nero evaluate`` with its merged options ``o``."""
     from . import console
     from .run import evaluate_run
+    from .shaping import data_arg
 
+    data = data_arg(o["data"], o["resize"], o["center_crop"])  # --data carrying --resize / --center-crop
     result = evaluate_run(
-        o["models"], o["data"], o["group"], o["out"], task=o["task"], weights=o["weights"] or [],
+        o["models"], data, o["group"], o["out"], task=o["task"], weights=o["weights"] or [],
         meta=o["meta"] or [], names=o["name"] or [], trust_checkpoint=o["trust_checkpoint"],
         normalize=o["normalize"], reference=o["reference"], limit=o["limit"], classes=_split(o["classes"]),
         sample=o["sample"], class_names=o["class_names"].split(",") if o["class_names"] else [],

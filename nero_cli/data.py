@@ -1,19 +1,29 @@
-"""Loading evaluation data for image tasks: ``.npz``, ImageFolder layout, ``sample:NAME``.
+"""Loading evaluation data for image tasks: ``.npz``, ``.npy``, ImageFolder layout, ``sample:NAME``.
 
 An ``.npz`` is read through :mod:`nero_cli.npz`: declared shapes first, a load that would not
 fit in memory refused with its figure, and with ``--limit`` / ``--classes`` / ``--sample`` only
 the leading rows that hold the selected samples inflated (the labels are read first; which
 samples are chosen is :mod:`nero_cli.selection`). An image folder is read by
 :mod:`nero_cli.folders`; :func:`relabel_folders` maps its class folders to the model's classes.
+
+Images larger than :data:`nero_cli.sources.EAGER_BYTES` as float32 are not read whole: the
+Dataset holds a :class:`~nero_cli.sources.LazyImages` that reads the rows indexed (a memory map
+of a ``.npy`` or of an ``.npz`` member stored uncompressed, a deflated member inflated forward,
+image files decoded by chunk), so a sweep holds one chunk; the pixels are the same either way.
+``--resize`` / ``--center-crop`` (:mod:`nero_cli.shaping`) bring every image to one size.
+
 The data's ``sha256`` is the archive's digest (:meth:`nero_cli.npz.NpzArchive.digest`: every
-member's stored bytes), the same whichever rows are read.
+member's stored bytes), the same whichever rows are read; a ``.npy``'s is its file's, an image
+folder's its files' (:func:`nero_cli.folders.read_folder`); with ``--resize`` it is a digest of
+that and the size, so resized data never share a cache entry with the data as they are.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,150 +32,19 @@ import torch
 
 import sample_models
 
-from .errors import DataError
+from .dataset import Dataset, check_labels, class_names_of, hash_arrays, reshaped, shaped_digest
+from .errors import DataError, OptionError
 from .folders import read_folder
-from .npz import NpzArchive, check_memory, open_npz
+from .npz import NpzArchive, StreamRows, check_memory, open_npy, open_npz
+from .pixels import normalise_pixels, to_nchw
 from .selection import Selection, positions
+from .shaping import Shaping, parse_resize
+from . import sources
+from .sources import ArrayRows, LazyImages, converter, held, scan_pixels
 
 #: ``.npz`` keys a task reads besides its inputs: per-sample arrays (cut with the inputs) and the class names.
 SAMPLE_KEYS = ("labels", "boxes", "box_labels", "masks", "flow")
 NAMES_KEY = "class_names"
-
-
-@dataclass
-class Dataset:
-    """What a task evaluates: inputs, optional labels and targets, and provenance.
-
-    ``inputs`` are images ``(N, C, H, W)`` float32 in [0, 1] (classification, detection),
-    frame pairs ``(N, 2C, H, W)`` (flow) or points ``(N, P, 3)`` (point clouds).
-    ``labels`` are class ids ``(N,)`` (for detection: the key object's class).
-    ``targets`` hold other per-sample ground truth: ``flow`` ``(N, 2, H, W)``,
-    ``boxes`` ``(N, M, 4)`` and ``box_labels`` ``(N, M)``.
-    """
-
-    inputs: torch.Tensor
-    labels: torch.Tensor | None
-    class_names: list[str] | None
-    source: str
-    sha256: str
-    index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # original sample ids
-    targets: dict[str, torch.Tensor] = field(default_factory=dict)
-    #: Whether ``class_names`` name every class (as an ``.npz`` declares them, checked against the
-    #: model's classes); False for ImageFolder subfolder names, which may be a subset.
-    names_complete: bool = True
-    #: An ImageFolder's class folders, sorted; ``labels`` index them until :func:`relabel_folders`
-    #: maps them to the model's classes (then ``class_map``: folder -> class id, and how it was found).
-    folders: list[str] | None = None
-    class_map: dict[str, int] | None = None
-    class_map_from: str | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.index) != len(self.inputs):
-            self.index = np.arange(len(self.inputs), dtype=np.int64)
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
-
-    @property
-    def images(self) -> torch.Tensor:
-        return self.inputs
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self.inputs.shape[-2]), int(self.inputs.shape[-1])
-
-    def subset(self, keep: np.ndarray) -> "Dataset":
-        keep_t = torch.as_tensor(keep, dtype=torch.long)
-        return replace(self, inputs=self.inputs[keep_t], labels=None if self.labels is None else self.labels[keep_t],
-                       index=self.index[keep], targets={k: v[keep_t] for k, v in self.targets.items()})
-
-    def record(self) -> dict[str, Any]:
-        """run.json's ``data`` entries of an ImageFolder: how its folders map to the model's classes."""
-        if self.class_map is None:
-            return {}
-        return {"class_map": dict(self.class_map), "class_map_from": self.class_map_from}
-
-
-def hash_arrays(*arrays: np.ndarray | None) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none")
-            continue
-        a = np.ascontiguousarray(a)
-        h.update(str(a.dtype).encode() + str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def to_nchw(images: np.ndarray, source: str, channels: int | None = None) -> np.ndarray:
-    """``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)`` to ``(N, C, H, W)``."""
-    if images.ndim == 3:
-        return images[:, None]
-    if images.ndim != 4:
-        raise DataError(f"{source}: 'images' must be (N, H, W), (N, C, H, W) or (N, H, W, C); found shape {images.shape}")
-    first, last = images.shape[1], images.shape[-1]
-    if channels is not None:
-        if first == channels:
-            return images
-        if last == channels:
-            return np.moveaxis(images, -1, 1)
-        raise DataError(f"{source}: the model expects {channels} channel(s), the images have shape {images.shape}")
-    if first in (1, 3, 4):
-        return images
-    if last in (1, 3, 4):
-        return np.moveaxis(images, -1, 1)
-    raise DataError(f"{source}: cannot tell the channel axis of shape {images.shape}; expected 1, 3 or 4 channels first or last")
-
-
-def normalise_pixels(images: np.ndarray, source: str) -> np.ndarray:
-    """uint8 0..255 or float in [0, 1] to float32 in [0, 1], refusing NaN/inf and other ranges."""
-    if images.size == 0:
-        raise DataError(f"{source}: no images (the array is empty)")
-    if images.dtype == np.uint8:
-        return _scaled(images)
-    if images.dtype.kind in "iu":
-        lo, hi = images.min(), images.max()
-        if lo >= 0 and hi <= 255:
-            return _scaled(images)
-        raise DataError(f"{source}: integer images must be 0..255, found {lo}..{hi}")
-    if images.dtype.kind != "f":
-        raise DataError(f"{source}: 'images' must be uint8 or float, found dtype {images.dtype}")
-    bad = ~np.isfinite(images)
-    if bad.any():
-        n = int(bad.reshape(len(images), -1).any(1).sum())
-        first = int(np.argmax(bad.reshape(len(images), -1).any(1)))
-        raise DataError(f"{source}: {n} image(s) contain NaN or inf (first: sample {first}); clean the data first")
-    lo, hi = float(images.min()), float(images.max())
-    if lo < -1e-6 or hi > 1 + 1e-6:
-        hint = "; divide by 255 or save as uint8" if hi > 1.5 else ""
-        raise DataError(f"{source}: float images must be in [0, 1], found {lo:g}..{hi:g}{hint}")
-    return np.clip(images, 0.0, 1.0).astype(np.float32, order="C", copy=False)
-
-
-def _scaled(images: np.ndarray) -> np.ndarray:
-    """``images / 255`` as C-contiguous float32, with one float32 array (divided in place)."""
-    out = images.astype(np.float32, order="C")
-    out /= np.float32(255.0)
-    return out
-
-
-def check_labels(arr: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
-    if arr is None:
-        return None
-    if arr.ndim != 1:
-        raise DataError(f"{source}: 'labels' must be (N,), found shape {arr.shape}")
-    if len(arr) != n:
-        raise DataError(f"{source}: {n} images but {len(arr)} labels; they must match")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise DataError(f"{source}: 'labels' must be integer class ids, found non-integer floats")
-    elif arr.dtype.kind not in "iu":
-        raise DataError(f"{source}: 'labels' must be integer class ids, found dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if n and arr.min() < 0:
-        raise DataError(f"{source}: labels must be >= 0, found {arr.min()}")
-    return arr
 
 
 def read_npz(path: Path, key: str, source: str, limit: int | None = None, classes: list[str] | None = None,
@@ -185,9 +64,31 @@ def read_npz(path: Path, key: str, source: str, limit: int | None = None, classe
         picked = _archive_positions(archive, key, source, sel, label_key, limit_labels=False)
         stop = int(picked[0][-1]) + 1 if picked is not None else None
         cut = {k: None if k == NAMES_KEY else stop for k in keys}
+        lazy = _lazy_rows(archive, key, stop, source)
+        if lazy is not None:
+            del cut[key]
         _check_fits(archive, key, cut, source)
-        arrays = {k: archive.read(k, rows) for k, rows in cut.items()}
+        arrays: dict[str, Any] = {k: archive.read(k, rows) for k, rows in cut.items()}
+        if lazy is not None:
+            arrays[key] = lazy
         return arrays, archive.digest()
+
+
+def _lazy_rows(archive: NpzArchive, key: str, rows: int | None, source: str) -> Any:
+    """The images ``key`` (its first ``rows`` rows) as a row source when they are too large to
+    read whole as float32 (read by offset when stored, inflated forward when deflated, in C order;
+    a Fortran-order member is read once as stored); None to read them whole."""
+    m = archive.members[key]
+    if key != "images" or m.dtype.kind not in "iuf" or len(m.shape) not in (3, 4) \
+            or 4 * math.prod(m.shape_read(rows)) <= sources.EAGER_BYTES:
+        return None
+    stored = archive.stored(key, rows)
+    if stored is not None:
+        return stored
+    if not m.fortran:
+        return StreamRows(archive.path, m, rows)
+    check_memory(m.nbytes(rows), f"'{key}' {m.shape_read(rows)} {m.dtype} (Fortran order: read whole)", source)
+    return ArrayRows(archive.read(key, rows))
 
 
 def _archive_positions(archive: NpzArchive, key: str, source: str, sel: Selection, label_key: str | None,
@@ -238,42 +139,71 @@ def _check_fits(archive: NpzArchive, key: str, cut: dict[str, int | None], sourc
     check_memory(needed, what, source)
 
 
-def class_names_of(arr: np.ndarray) -> list[str]:
-    return [str(c) for c in arr.tolist()]
-
-
-def images_from_arrays(arrays: dict[str, np.ndarray], digest: str, source: str, channels: int | None = None) -> Dataset:
-    """Images ``images`` with optional ``labels`` and ``class_names`` (as in an ``.npz``)."""
+def images_from_arrays(arrays: dict[str, Any], digest: str, source: str, channels: int | None = None,
+                       shaping: Shaping | None = None) -> Dataset:
+    """Images ``images`` (an array or a row source) with optional ``labels`` and ``class_names``
+    (as in an ``.npz``), resized by ``shaping``."""
     raw = arrays["images"]
-    if raw.ndim not in (3, 4):
+    if len(raw.shape) not in (3, 4):
         raise DataError(f"{source}: 'images' must be (N, H, W), (N, C, H, W) or (N, H, W, C); found shape {raw.shape}")
-    if raw.size == 0:
+    if math.prod(raw.shape) == 0:
         raise DataError(f"{source}: no images (the array is empty, shape {raw.shape})")
-    images = normalise_pixels(to_nchw(raw, source, channels), source)
-    labels = check_labels(arrays.get("labels"), len(images), source)
+    labels = check_labels(arrays.get("labels"), int(raw.shape[0]), source)
     names = class_names_of(arrays[NAMES_KEY]) if NAMES_KEY in arrays else None
-    return Dataset(torch.from_numpy(np.ascontiguousarray(images)),
-                     None if labels is None else torch.from_numpy(labels), names, source, digest)
+    return Dataset(_pixels(raw, source, channels, shaping), None if labels is None else torch.from_numpy(labels),
+                   names, source, shaped_digest(digest, shaping), shaping=shaping)
 
 
-def _load_folder(root: Path, channels: int | None) -> Dataset:
+def _pixels(raw: Any, source: str, channels: int | None, shaping: Shaping | None) -> Any:
+    """Images as float32 ``(N, C, H, W)``: a tensor for a small array, else read by chunk."""
+    if shaping is None and isinstance(raw, np.ndarray) and 4 * raw.size <= sources.EAGER_BYTES:
+        return torch.from_numpy(np.ascontiguousarray(normalise_pixels(to_nchw(raw, source, channels), source)))
+    rows = ArrayRows(raw) if isinstance(raw, np.ndarray) else raw
+    if rows.dtype.kind not in "iuf":
+        raise DataError(f"{source}: 'images' must be uint8 or float, found dtype {rows.dtype}")
+    layout = partial(to_nchw, source=source, channels=channels)
+    c, h, w = layout(np.broadcast_to(np.zeros((), rows.dtype), rows.shape)).shape[1:]  # checks the axes, reads nothing
+    scan_pixels(rows, rows.dtype, source)
+    item = (c, *shaping.size) if shaping else (c, h, w)
+    return held(LazyImages(rows, converter(layout, shaping), item, source))
+
+
+def _load_folder(root: Path, channels: int | None, shaping: Shaping | None = None) -> Dataset:
     """An ImageFolder (labels: the class folders' positions, mapped to the model's classes later by
-    :func:`relabel_folders`) or a flat folder of images (no labels)."""
-    stack, labels, folders = read_folder(root, channels)
-    images = torch.from_numpy(stack.astype(np.float32) / 255.0)
-    return Dataset(images, None if labels is None else torch.from_numpy(labels), folders, str(root),
-                   hash_arrays(stack, labels), names_complete=False, folders=folders)
+    :func:`relabel_folders`) or a flat folder of images (no labels), read lazily."""
+    f = read_folder(root, channels, resized=shaping is not None)
+    item = (f.channels, *(shaping.size if shaping else f.size))  # type: ignore[misc]
+    images = held(LazyImages(f.rows, converter(lambda b: b, shaping), item, str(root)))
+    return Dataset(images, None if f.labels is None else torch.from_numpy(f.labels), f.folders, str(root),
+                   shaped_digest(f.digest, shaping), names_complete=False, folders=f.folders, shaping=shaping)
+
+
+def _load_npy(path: Path, channels: int | None, limit: int | None, shaping: Shaping | None) -> Dataset:
+    """A ``.npy`` of images (unlabelled), read by offset; its digest is the file's sha256."""
+    images = open_npy(path, limit)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return images_from_arrays({"images": images}, h.hexdigest(), str(path), channels, shaping)
+
+
+#: The forms of ``--data`` that image classification reads, for messages.
+IMAGE_KINDS = ("an .npz file", "a .npy file of images", "an image folder")
 
 
 def load_images(spec: str, channels: int | None = None, limit: int | None = None,
-                classes: list[str] | None = None) -> Dataset:
-    """Load ``--data``: an ``.npz``, an ImageFolder directory (or a flat folder of images) or
-    ``sample:NAME``; with ``limit`` / ``classes``, an ``.npz`` is read only up to the last sample
-    they select (see :func:`read_npz`)."""
-    if not spec.startswith("sample:") and Path(spec).is_dir():
-        return _load_folder(Path(spec), channels)
-    return load_task_npz(spec, "images", images_from_arrays, channels, limit, classes, "labels",
-                         kinds=("an .npz file", "an image folder"))
+                classes: list[str] | None = None, shaping: Shaping | None = None) -> Dataset:
+    """Load ``--data``: an ``.npz``, a ``.npy`` of images, an ImageFolder directory (or a flat
+    folder of images) or ``sample:NAME``, resized by ``shaping``; with ``limit`` / ``classes``,
+    an ``.npz`` is read only up to the last sample they select (see :func:`read_npz`)."""
+    path = Path(spec)
+    if not spec.startswith("sample:") and path.is_dir():
+        return _load_folder(path, channels, shaping)
+    if not spec.startswith("sample:") and path.suffix == ".npy" and path.exists():
+        return _load_npy(path, channels, limit, shaping)
+    return load_task_npz(spec, "images", partial(images_from_arrays, shaping=shaping), channels, limit, classes,
+                         "labels", kinds=IMAGE_KINDS)
 
 
 def relabel_folders(data: Dataset, class_map: dict[str, int], how: str, class_names: list[str] | None) -> Dataset:
@@ -303,36 +233,55 @@ def select(data: Dataset, classes: list[str] | None = None, limit: int | None = 
     return selected(data, Selection(tuple(classes or ()), limit, sample, seed))[0]
 
 
+def resizable(task: Any) -> bool:
+    """Whether ``--resize`` applies to ``task``'s inputs: images whose truth is a class (the boxes,
+    masks or flow of other tasks would have to be resized with them)."""
+    return task.input_kind == "image" and task.output == "invariant"
+
+
+def _read(task: Any, spec: str, channels: int | None, shaping: Shaping | None, limit: int | None = None,
+          classes: list[str] | None = None) -> Dataset:
+    if shaping is None:
+        return task.load_data(spec, channels, limit=limit, classes=classes)
+    return load_images(spec, channels, limit=limit, classes=classes, shaping=shaping)
+
+
 def load_selected(task: Any, spec: Any, channels: int | None, sel: Selection,
-                  relabel: Callable[[Dataset], Dataset] = lambda d: d) -> tuple[Dataset, list[str]]:
-    """``--data`` (a string, or a Dataset) for ``task`` cut to ``sel``, and the selection's warnings.
+                  relabel: Callable[[Dataset], Dataset] = lambda d: d,
+                  shaping: Shaping | None = None) -> tuple[Dataset, list[str]]:
+    """``--data`` (a string, or a Dataset) for ``task`` cut to ``sel``, and the selection's warnings;
+    its images resized by ``shaping`` (``--resize``, classification only).
 
     An ``.npz`` whose stored labels are the task's truth is read only up to the last selected
     sample, its labels read first (:func:`npz_positions`); other data are read (no further than
     ``--limit`` allows), given to ``relabel`` (an ImageFolder's folders to the model's classes),
     then cut.
     """
+    if shaping is not None and not resizable(task):
+        raise OptionError(f"--resize applies to classification images; the {task.name} task's ground truth "
+                          "would have to be resized with them: resize the data first")
     if isinstance(spec, Dataset):
-        return selected(relabel(spec), sel)
+        return selected(relabel(reshaped(spec, shaping)), sel)
     picked = npz_positions(spec, task.input_key, sel) if task.truth == "labels" else None
     if picked is not None:
         keep, notes = picked
-        data = task.load_data(spec, channels, limit=int(keep[-1]) + 1)
+        data = _read(task, spec, channels, shaping, limit=int(keep[-1]) + 1)
         return (data.subset(keep) if len(keep) != len(data) else data), notes
-    data = task.load_data(spec, channels, limit=sel.limit, classes=list(sel.classes) or None)
+    data = _read(task, spec, channels, shaping, limit=sel.limit, classes=list(sel.classes) or None)
     return selected(relabel(data), sel)
 
 
 def load_recorded(task: Any, options: dict[str, Any], data_info: dict[str, Any], channels: int | None,
                   class_names: list[str] | None) -> Dataset:
-    """The samples of a recorded run (``nero merge``): its ``--data`` cut to its recorded options,
-    an ImageFolder's folders mapped to classes as its run.json records."""
+    """The samples of a recorded run (``nero merge``): its ``--data`` cut to its recorded options
+    (and resized as recorded), an ImageFolder's folders mapped to classes as its run.json records."""
     sel = Selection(tuple(options.get("classes") or ()), options.get("limit"), options.get("sample"),
                     options.get("seed") or 0)
     cmap = data_info.get("class_map")
     how = data_info.get("class_map_from") or "folder order"
+    shaping = parse_resize(options.get("resize"), bool(options.get("center_crop")))
     return load_selected(task, options["data"], channels, sel,
-                         lambda d: relabel_folders(d, cmap, how, class_names) if cmap else d)[0]
+                         lambda d: relabel_folders(d, cmap, how, class_names) if cmap else d, shaping)[0]
 
 
 def _npz_path(spec: str, kinds: tuple[str, ...] = ("an .npz file",)) -> tuple[Path, str]:

@@ -2,10 +2,18 @@
 
 Which of the model's classes each class folder is, is decided later (see
 :func:`nero_cli.selection.folder_classes`); here a sample's label is its folder's position.
+
+A folder is read lazily: :func:`read_folder` opens every file's header (its size and colour
+mode; an unreadable file is refused here) and hashes the files' bytes, and :class:`FolderRows`
+decodes only the files of the rows asked for, with a small thread pool.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +22,9 @@ from PIL import Image, UnidentifiedImageError
 from .errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+GRAY_MODES = ("L", "1", "I;16", "I", "F")
+#: Threads that decode a chunk's image files.
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -38,34 +49,88 @@ def _folder_files(root: Path) -> tuple[list[tuple[Path, int]], list[str] | None]
     return files, folders
 
 
-def _read_pictures(root: Path, files: list[Path], channels: int | None) -> np.ndarray:
-    """The images as one uint8 ``(N, C, H, W)`` stack (one DataError line for an unreadable file)."""
-    pics = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                pics.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{f}: unreadable image ({exc.__class__.__name__}); remove or replace it") from None
-    gray = all(p.mode in ("L", "1", "I;16", "I", "F") for p in pics)
+def _unreadable(f: Path, exc: BaseException) -> DataError:
+    return DataError(f"{f}: unreadable image ({exc.__class__.__name__}); remove or replace it")
+
+
+def _header(f: Path) -> tuple[str, int, int]:
+    """A file's colour mode, height and width, from its header."""
+    try:
+        with Image.open(f) as im:
+            return im.mode, im.height, im.width
+    except (UnidentifiedImageError, OSError) as exc:
+        raise _unreadable(f, exc) from None
+
+
+def decode(f: Path, mode: str) -> np.ndarray:
+    """One image file as uint8 ``(C, H, W)`` in ``mode`` (``L``, ``RGB`` or ``RGBA``)."""
+    try:
+        with Image.open(f) as im:
+            im.load()
+            a = np.asarray(im.convert(mode))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise _unreadable(f, exc) from None
+    return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+
+
+class FolderRows:
+    """The rows of an image folder: each read decodes its files (in order) with :data:`WORKERS` threads."""
+
+    slow = True
+
+    def __init__(self, files: list[Path], mode: str, channels: int, largest: int):
+        self.files, self.mode, self.n = files, mode, len(files)
+        self.row_bytes = channels * largest
+        self._pool: ThreadPoolExecutor | None = None
+
+    def read(self, positions: np.ndarray) -> list[np.ndarray]:
+        files = [self.files[int(p)] for p in positions]
+        if len(files) == 1 or WORKERS == 1:
+            return [decode(f, self.mode) for f in files]
+        self._pool = self._pool or ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="nero-decode")
+        return list(self._pool.map(decode, files, [self.mode] * len(files)))
+
+
+@dataclass
+class Folder:
+    """An image folder, read lazily: its rows, each file's class folder position (None for a
+    flat folder), the class folders (sorted; None for a flat folder), the images' size and channels
+    (the size when all are one size, else None), and the digest of its files."""
+
+    rows: FolderRows
+    labels: np.ndarray | None
+    folders: list[str] | None
+    channels: int
+    size: tuple[int, int] | None
+    digest: str
+
+
+def _digest(root: Path, files: list[tuple[Path, int]], mode: str) -> str:
+    """sha256 of the colour mode and every file's path (relative to ``root``), class and bytes."""
+    h = hashlib.sha256(f"mode={mode}\0".encode())
+    for f, c in files:
+        h.update(f"{f.relative_to(root).as_posix()}\0{c}\0{f.stat().st_size}\0".encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def read_folder(root: Path, channels: int | None, resized: bool = False) -> Folder:
+    """The image folder ``root``, read lazily. Images of different sizes are refused unless they
+    are to be ``resized`` (the message names ``--resize`` and ``--center-crop``)."""
+    files, folders = _folder_files(root)
+    heads = [_header(f) for f, _ in files]
+    gray = all(m in GRAY_MODES for m, _, _ in heads)
     want = channels or (1 if gray else 3)
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(want)
     if mode is None:
         raise DataError(f"{root}: the model expects {want} channels; images can give 1, 3 or 4")
-    arrs = [np.asarray(p.convert(mode)) for p in pics]
-    sizes = {a.shape[:2] for a in arrs}
-    if len(sizes) > 1:
-        raise DataError(f"{root}: images differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:3])}); "
-                        "resize them to one size first")
-    stack = np.stack(arrs)
-    return stack[:, None] if stack.ndim == 3 else np.moveaxis(stack, -1, 1)
-
-
-def read_folder(root: Path, channels: int | None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """The images of ``root`` as uint8 ``(N, C, H, W)``, each one's class folder position (None for
-    a flat folder) and the class folders, sorted (None for a flat folder)."""
-    files, folders = _folder_files(root)
-    stack = _read_pictures(root, [f for f, _ in files], channels)
+    sizes = sorted({(h, w) for _, h, w in heads})
+    if len(sizes) > 1 and not resized:
+        raise DataError(f"{root}: images differ in size (height x width {', '.join(f'{h}x{w}' for h, w in sizes[:3])}"
+                        f"{', ...' if len(sizes) > 3 else ''}); give --resize H,W to resize each to H x W, with "
+                        "--center-crop to keep the aspect ratio")
     labels = np.array([c for _, c in files], dtype=np.int64) if folders is not None else None
-    return stack, labels, folders
+    rows = FolderRows([f for f, _ in files], mode, want, max(h * w for h, w in sizes))
+    return Folder(rows, labels, folders, want, sizes[0] if len(sizes) == 1 else None, _digest(root, files, mode))

@@ -6,6 +6,11 @@ before any data is inflated; :meth:`NpzArchive.read` then inflates only the firs
 of a C-order array (a Fortran-order array is read whole). Object arrays are refused, as
 ``numpy.load(allow_pickle=False)`` refuses them.
 
+For inputs read by chunk (:mod:`nero_cli.sources`), a C-order member stored uncompressed
+(``numpy.savez``) is read by offset (:class:`FileRows`, see :meth:`NpzArchive.stored`), and a
+deflated one (``numpy.savez_compressed``) is inflated forward from the last row read
+(:class:`StreamRows`).
+
 :func:`check_memory` refuses a load whose decoded size exceeds the memory available
 (``MemAvailable``, the cgroup's headroom, or ``NERO_MEMORY_LIMIT`` when set, e.g. ``2G``).
 """
@@ -89,6 +94,25 @@ class NpzArchive:
             return whole if rows is None else whole[:rows]
         return out.reshape(shape)
 
+    def stored(self, key: str, rows: int | None = None) -> "FileRows | None":
+        """The rows of member ``key`` (its first ``rows``) read by offset, when it is a C-order array
+        stored uncompressed that holds data; None otherwise. A member shorter than its header
+        declares is refused as truncated."""
+        m = self.members[key]
+        info = m.info
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 or m.fortran or not m.nbytes():
+            return None
+        try:
+            with open(self.path, "rb") as f:
+                start = _data_start(f, info)
+                _read_header(f)
+                offset = f.tell()
+        except Exception as exc:  # noqa: BLE001 - a damaged archive
+            raise damaged(self.path, exc) from None
+        if offset + m.nbytes() > start + info.compress_size:
+            raise DataError(f"{self.path}: '{key}' is truncated (the archive holds fewer bytes than its header declares)")
+        return FileRows(self.path, offset, m.shape_read(rows), m.dtype, key)
+
     def digest(self) -> str:
         """sha256 of every member's name, compression method and stored (possibly compressed) bytes.
 
@@ -109,10 +133,31 @@ class NpzArchive:
         return h.hexdigest()
 
 
-def damaged(path: Path, exc: BaseException) -> DataError:
-    """The one-line error of a damaged archive."""
+def damaged(path: Path, exc: BaseException, kind: str = ".npz") -> DataError:
+    """The one-line error of a damaged archive (or ``.npy`` file)."""
     text = str(exc).strip().splitlines()
-    return DataError(f"{path}: not a readable .npz file ({exc.__class__.__name__}: {text[0] if text else ''})")
+    return DataError(f"{path}: not a readable {kind} file ({exc.__class__.__name__}: {text[0] if text else ''})")
+
+
+def open_npy(path: Path, rows: int | None = None) -> "FileRows | np.ndarray":
+    """The array of a ``.npy`` file (its first ``rows`` rows): read by offset when in C order
+    (:class:`FileRows`), else read whole; object arrays and files shorter than their header
+    declares are refused in one line."""
+    try:
+        with open(path, "rb") as f:
+            shape, dtype, fortran = _read_header(f)
+            offset = f.tell()
+        size = path.stat().st_size
+    except Exception as exc:  # noqa: BLE001 - not an .npy, or a damaged one
+        raise damaged(path, exc, ".npy") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: {PICKLE_MESSAGE}")
+    if offset + math.prod(shape) * dtype.itemsize > size:
+        raise DataError(f"{path}: the array is truncated (the file holds fewer bytes than its header declares)")
+    if fortran or not shape:
+        whole = np.load(path, allow_pickle=False)
+        return whole if rows is None or not shape else whole[:rows]
+    return FileRows(path, offset, (shape[0] if rows is None else min(rows, shape[0]), *shape[1:]), dtype)
 
 
 def open_npz(path: Path) -> NpzArchive:
@@ -176,13 +221,20 @@ def _drain(fp) -> None:  # noqa: ANN001
         pass
 
 
-def _stored_bytes(f, info: zipfile.ZipInfo):  # noqa: ANN001, ANN202
-    """The bytes of one zip member as stored (compressed or not), in blocks."""
+def _data_start(f, info: zipfile.ZipInfo) -> int:  # noqa: ANN001
+    """Seek ``f`` to the first stored byte of the member ``info`` (past its local header); its offset."""
     f.seek(info.header_offset)
     sig, name_len, extra_len = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
     if sig != b"PK\x03\x04":
         raise zipfile.BadZipFile(f"bad local header of {info.filename}")
-    f.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
+    start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+    f.seek(start)
+    return start
+
+
+def _stored_bytes(f, info: zipfile.ZipInfo):  # noqa: ANN001, ANN202
+    """The bytes of one zip member as stored (compressed or not), in blocks."""
+    _data_start(f, info)
     left = info.compress_size
     while left:
         block = f.read(min(left, _BLOCK))
@@ -190,6 +242,107 @@ def _stored_bytes(f, info: zipfile.ZipInfo):  # noqa: ANN001, ANN202
             raise EOFError(f"{info.filename} is truncated")
         left -= len(block)
         yield block
+
+
+def _runs(positions: np.ndarray) -> list[np.ndarray]:
+    """Indices into sorted ``positions`` split into runs of consecutive positions."""
+    return np.split(np.arange(len(positions)), np.flatnonzero(np.diff(positions) != 1) + 1)
+
+
+def _rows_out(positions: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """An empty array for the rows at ``positions``, and its bytes, one line per row."""
+    out = np.empty((len(positions), *shape[1:]), dtype=dtype)
+    return out, out.reshape(len(positions), -1).view(np.uint8)
+
+
+class FileRows:
+    """The rows of a C-order array stored at ``offset`` in a file (a ``.npy``, or an ``.npz``
+    member stored uncompressed), read by offset (``os.preadv``): only the rows asked for are read,
+    and the pages read stay in the page cache, outside this process's memory (a memory map would
+    count every page a pass touches as the process's resident memory)."""
+
+    slow = False
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype, key: str = "images"):
+        self.path, self.offset, self.shape, self.dtype, self.key = path, offset, tuple(shape), dtype, key
+        self.n = self.shape[0]
+        self.row_bytes = math.prod(self.shape[1:]) * dtype.itemsize
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        out, flat = _rows_out(positions, self.shape, self.dtype)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for run in _runs(positions):
+                view = memoryview(flat[run[0] : run[-1] + 1]).cast("B")
+                start, done = self.offset + int(positions[run[0]]) * self.row_bytes, 0
+                while done < len(view):
+                    got = os.preadv(fd, [view[done:]], start + done)
+                    if not got:
+                        raise DataError(f"{self.path}: '{self.key}' is truncated (the file holds fewer bytes than "
+                                        "its header declares)")
+                    done += got
+        finally:
+            os.close(fd)
+        return out
+
+
+class StreamRows:
+    """The rows of a deflated C-order member, inflated forward: a read continues from the last row
+    read (skipping the rows between), a read behind it starts the member again. A pass over the
+    rows in order inflates the member once, holding one read's rows."""
+
+    slow = True
+
+    def __init__(self, path: Path, member: Member, rows: int | None = None):
+        self.path, self.member = path, member
+        self.n = member.rows if rows is None else min(rows, member.rows or 0)
+        self.shape, self.dtype = (self.n, *member.shape[1:]), member.dtype
+        self.row_bytes = math.prod(member.shape[1:]) * member.dtype.itemsize
+        self._zf: zipfile.ZipFile | None = None
+        self._fp = None
+        self._at = 0
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        out, flat = _rows_out(positions, self.shape, self.dtype)
+        try:
+            for run in _runs(positions):
+                first = int(positions[run[0]])
+                if self._fp is None or first < self._at:
+                    self._open()
+                self._skip(first - self._at)
+                _fill(self._fp, memoryview(flat[run[0] : run[-1] + 1]).cast("B"), self.path, self.member.key)
+                self._at = first + len(run)
+            if self._at == self.member.rows:
+                _drain(self._fp)  # reaching the end checks the member's CRC
+                self.close()
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zip/zlib errors of a damaged file
+            self.close()
+            raise damaged(self.path, exc) from None
+        return out
+
+    def _open(self) -> None:
+        self.close()
+        self._zf = zipfile.ZipFile(self.path)
+        self._fp = self._zf.open(self.member.info)
+        _read_header(self._fp)
+        self._at = 0
+
+    def _skip(self, rows: int) -> None:
+        left = rows * self.row_bytes
+        while left:
+            got = len(self._fp.read(min(left, _BLOCK)))
+            if not got:
+                raise DataError(f"{self.path}: '{self.member.key}' is truncated (the archive holds fewer bytes than "
+                                "its header declares)")
+            left -= got
+
+    def close(self) -> None:
+        for h in (self._fp, self._zf):
+            if h is not None:
+                h.close()
+        self._zf, self._fp, self._at = None, None, 0
 
 
 # -- memory --------------------------------------------------------------------------------
@@ -248,9 +401,10 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
 
 
-def check_memory(needed: int, what: str, source: str) -> None:
+def check_memory(needed: int, what: str, source: str,
+                 hint: str = "use --limit N (or --classes) to load fewer samples") -> None:
     """One DataError line when ``needed`` bytes exceed the memory available."""
     avail = available_memory()
     if avail is not None and needed > avail:
         raise DataError(f"{source}: loading {what} would need {human_bytes(needed)}, {human_bytes(avail)} available; "
-                        "use --limit N (or --classes) to load fewer samples")
+                        f"{hint}")

@@ -20,6 +20,7 @@ from .errors import DataError, ModelError, NeroError, OptionError
 from .models import LoadedModel, ModelMeta, load_model
 from .runner import ModelRunner, autotune_batch_size, repeatability_warnings, resolve_device, seconds_per_input
 from .selection import Selection, check_class_names, folder_classes
+from .shaping import Shaping, parse_resize
 from .tasks import TaskRecord, get_task
 
 
@@ -223,17 +224,18 @@ def _folders_to_classes(task: TaskRecord, runners: list[ModelRunner],
 
 
 def _load_data(data: Any, task: TaskRecord, runners: list[ModelRunner], sel: Selection,
-               given: list[str] | None) -> tuple[Dataset, list[str]]:
-    """``--data`` for ``task``, its ImageFolder folders mapped to the model's classes, cut to ``sel``;
-    and the warnings of doing so."""
+               given: list[str] | None, shaping: Shaping | None = None) -> tuple[Dataset, list[str]]:
+    """``--data`` for ``task``, resized by ``shaping``, its ImageFolder folders mapped to the
+    model's classes, cut to ``sel``; and the warnings of doing so."""
     shapes = {tuple(r.model.meta.input_shape) for r in runners if r.model.meta.input_shape}
     channels = next(iter(shapes))[0] if len(shapes) == 1 else None
-    dataset, notes = load_selected(task, data, channels, sel, _folders_to_classes(task, runners, given))
+    dataset, notes = load_selected(task, data, channels, sel, _folders_to_classes(task, runners, given), shaping)
     for r in runners:
         shape = r.model.meta.input_shape
         if task.input_kind != "points" and shape and tuple(shape[-2:]) != dataset.size:
             raise NeroError(f"model {r.name} expects {shape[-2]}x{shape[-1]} images, "
-                            f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data")
+                            f"the data has {dataset.size[0]}x{dataset.size[1]}; resize the data"
+                            f"{f' (--resize {shape[-2]},{shape[-1]})' if task.input_kind == 'image' else ''}")
     if dataset.class_map_from == "folder order":
         pairs = ", ".join(f"{f}={c}" for f, c in list(dataset.class_map.items())[:8])  # type: ignore[union-attr]
         notes.append(f"{dataset.source}: the model's class names are unknown, so its class folders are labelled in "
@@ -275,7 +277,7 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
             classes: Sequence[str] = (), sample: int | None = None, seed: int = 0, class_names: Sequence[str] = (),
             random_init: bool = False, device: str = "auto", plot_metric: str | None = None,
             compile: bool = False, channels_last: bool = False, amp: bool = False,
-            extra_groups: Sequence[str] = ()) -> Prepared:
+            extra_groups: Sequence[str] = (), resize: Any = None, center_crop: bool = False) -> Prepared:
     """Load and check models, data and group specs (everything that can fail before the sweep).
 
     ``classes``, then ``limit`` (the first N) or ``sample`` (a stratified random N for ``seed``)
@@ -284,10 +286,13 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     ``weights`` is built with the random generator seeded by ``seed``; random weights are refused
     unless ``random_init``. ``extra_groups`` are accepted beside the task's own groups (``nero lie``
     differentiates flow along shifts and zooms, which ``evaluate`` does not sweep); the caller checks them.
+    ``resize`` (``"H,W"``) and ``center_crop`` bring every image to one size (:mod:`nero_cli.shaping`);
+    a ``--data`` string may carry them instead (:class:`nero_cli.shaping.DataArg`).
     """
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
     sel = Selection(tuple(classes), limit, sample, seed)
+    shaping = parse_resize(resize, center_crop) or getattr(data, "shaping", None)
     given = check_class_names(class_names)
     norm = parse_normalize(normalize)
     dev = resolve_device(device)
@@ -297,11 +302,13 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     task_rec = _task_for(loaded, task)
     metric = _check_plot_metric(task_rec, plot_metric)
     runners = [ModelRunner(m, dev, norm, amp=amp, channels_last=channels_last) for m in loaded]
-    dataset, notes = _load_data(data, task_rec, runners, sel, given)
+    dataset, notes = _load_data(data, task_rec, runners, sel, given, shaping)
     specs = _parse_groups(groups, task_rec, dataset, extra_groups)
     _first_forward(task_rec, dataset, runners)
     p = Prepared(runners, task_rec, dataset, specs, _class_names(task_rec, dataset, runners, given), metric, dev, norm,
-                 random_init=random, given={"sample": sample, "class_names": given, "random_init": random_init},
+                 random_init=random, given={"sample": sample, "class_names": given, "random_init": random_init,
+                                            "resize": list(shaping.size) if shaping else None,
+                                            "center_crop": bool(shaping and shaping.crop)},
                  data_record={"selection": sel.record(dataset.labels is not None), **dataset.record()})
     p.warnings += [f"model {r.name}: {note}" for r in runners for note in getattr(r.model.module, "load_notes", ())]
     p.warnings += repeatability_warnings(runners, dataset.inputs[: min(8, len(dataset))]) + notes
