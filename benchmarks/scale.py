@@ -1,14 +1,33 @@
-"""Scale benchmark: end-to-end over bare-forward ratios for several models, peak memory when
-the data grows tenfold, and how time grows with samples x elements.
+"""Scale benchmark (issue 14): peak memory and time against the number of samples, end to end
+against the bare forward pass, and the time to the first progress update.
 
-Usage: ``python benchmarks/scale.py`` (about 5 minutes on 2 CPU cores). Prints one table and
-writes ``benchmarks/scale.json``. Ratios are measured in one run (absolute rates vary with load).
+Usage: ``python benchmarks/scale.py [--parts memory,ratios,startup] [--sizes 2000,20000,200000]``
+Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged into it).
+
+- memory: ``nero evaluate`` of a tiny linear model (``benchmarks/tiny.py``) over ``sample:mnist500``
+  tiled to each size, 36 rotation elements, ``--no-cache --no-plots``, each in its own process; its
+  peak RSS is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a probe that only starts it, its time the
+  wall time of the whole command. The exponent is the slope of log time over log samples.
+- ratios: per model, the bare forward pass (the model alone over the pre-transformed orbit, best
+  of two, in this process) against ``nero evaluate`` run as a command over the same samples and
+  orbit (a fresh process: start-up, loading, the sweep and writing counted), with ``--no-floor``
+  and with the resampling floor (which adds a forward pass per inexact element: "forward_passes"
+  counts them, and "model_share" is the bare time of every pass nero makes over nero's time). Both
+  sides run on one thread and are timed in CPU seconds, since wall time on shared cores follows
+  the machine's load.
+- startup: seconds from process start to the first progress update of ``nero evaluate
+  sample:mnist-cnn --data sample:mnist500 -g rotation --no-cache``, ``python -X importtime -m
+  nero_cli evaluate --help``'s total, and ``import torch`` alone (best and median of five).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,103 +41,164 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nero_cli.core import plan_orbits  # noqa: E402
-from nero_cli.run import evaluate_run, prepare  # noqa: E402
+from nero_cli.prepare import prepare  # noqa: E402
+from nero_cli.resampling import inexact  # noqa: E402
 
-CASES = [  # name, model, data, group, samples, batch size
-    ("sample CNN (MNIST)", "sample:mnist-cnn", "sample:mnist500", "rotation", 500, 64),
-    ("ResNet-18-sized (random weights)", "benchmarks/resnet.py:resnet18", "sample:mnist500", "rotation:step=45", 64, 64),
-    ("PointNet (shapes)", "sample:pointnet", "sample:shapes200", "viewpoint:axis_step=45,rot_step=45", 200, 256),
-    ("FlowNet (PIV)", "sample:flownet", "sample:piv64", "rotation:step=5", 64, 64),
+TINY = f"{ROOT / 'benchmarks' / 'tiny.py'}:linear"
+RESNET = f"{ROOT / 'benchmarks' / 'resnet.py'}:resnet18"
+RATIO_CASES = [  # name, model, samples (tiled sample:mnist500), group, batch size
+    ("sample CNN (MNIST)", "sample:mnist-cnn", 5000, "rotation", 64),
+    ("ResNet-18-sized (random weights)", RESNET, 500, "rotation:step=45", 64),
 ]
-
-
-def best_of(fn, k: int = 2) -> float:  # noqa: ANN001
-    best = math.inf
-    for _ in range(k):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def ratio(model: str, data: str, group: str, n: int, batch: int) -> dict:
-    p = prepare([model], data, [group], limit=n, device="cpu", random_init=True)  # the ResNet has random weights
-    plan = plan_orbits(p.specs)[0]
-    action = p.task.make_action(plan.spec, p.dataset)
-    g = len(plan.group)
-    xs = torch.cat([action(p.dataset.inputs, [e])[0] for e in range(g)])  # the orbit, pre-transformed
-    m = p.models[0].module
-    with torch.inference_mode():
-        m(xs[:batch])
-        bare = len(xs) / best_of(lambda: [m(xs[i:i + batch]) for i in range(0, len(xs), batch)])
-    gen = best_of(lambda: [action(p.dataset.inputs[s:s + batch], [e]) for s in range(0, n, batch) for e in range(g)])
-
-    def e2e() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            evaluate_run([model], data, [group], Path(tmp) / "run", limit=n, batch_size=batch, device="cpu",
-                         random_init=True, plots=False, cache=False, yes=True)
-    end = len(xs) / best_of(e2e)
-    return {"inputs": len(xs), "bare_per_s": round(bare, 1), "end_to_end_per_s": round(end, 1),
-            "ratio": round(end / bare, 3), "orbit_generation_share": round(gen / (len(xs) / bare), 3)}
-
-
-CHILD = r"""
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-from pathlib import Path
-from nero_cli.run import evaluate_run
-t = time.perf_counter()
-evaluate_run(["sample:mnist-cnn"], sys.argv[2], ["rotation:step=30"], Path(sys.argv[3]), batch_size=128,
-             device="cpu", plots=False, cache=False, yes=True)
-# VmHWM, not ru_maxrss: the latter can keep the parent's high-water mark across fork + exec
-hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": hwm / 1024}))
+PROBE = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+         "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+         "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "print(json.dumps({'code': r.returncode, 'seconds': time.perf_counter() - t, 'cpu': u.ru_utime + u.ru_stime, "
+         "'peak_rss_kb': u.ru_maxrss, 'stderr': r.stderr[-2000:]}))")
+FIRST = r"""
+import json, os, sys, time
+t0 = float(sys.argv[1])
+import nero_cli.console as console
+def advance(self, n):  # the first progress update: report it and stop
+    print(json.dumps({"first_progress_s": time.time() - t0}), flush=True)
+    os._exit(0)
+console.Bar.advance = advance
+from nero_cli.cli import main
+sys.argv = ["nero", "evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation", "--no-cache",
+            "--out", sys.argv[2], "--overwrite"]
+main()
 """
 
 
-def child(data: Path, out: Path) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(data), str(out)], capture_output=True, text=True,
-                       check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def tiled(n: int, folder: Path) -> Path:
+    """``sample:mnist500`` repeated to ``n`` samples, as an uncompressed ``.npz``."""
+    import sample_models
+
+    path = folder / f"mnist{n}.npz"
+    if not path.exists():
+        z = np.load(sample_models.data_path("mnist500"))
+        k = math.ceil(n / len(z["labels"]))
+        np.savez(path, images=np.tile(z["images"], (k, 1, 1))[:n], labels=np.tile(z["labels"], k)[:n])
+    return path
+
+
+def run_cli(args: list[str], out: Path, threads: int | None = None) -> dict:
+    """``nero evaluate ARGS --out OUT`` in a fresh process: wall and CPU seconds, and the peak RSS."""
+    cmd = [sys.executable, "-m", "nero_cli", "evaluate", *args, "--no-cache", "--no-plots", "--yes", "-q",
+           "--out", str(out), "--overwrite"]
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    p = subprocess.run([sys.executable, "-c", PROBE, *cmd], capture_output=True, text=True, cwd=ROOT, env=env)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    if r["code"] != 0:
+        raise SystemExit(f"nero evaluate failed: {' '.join(cmd)}\n{r['stderr']}")
+    return r
+
+
+def memory(sizes: list[int], folder: Path) -> dict:
+    runs = {}
+    for n in sizes:
+        r = run_cli([TINY, "--random-init", "--data", str(tiled(n, folder)), "-g", "rotation:step=10"], folder / "run")
+        runs[n] = {"seconds": round(r["seconds"], 2), "cpu_seconds": round(r["cpu"], 2),
+                   "peak_rss_mb": round(r["peak_rss_kb"] / 1024, 1), "rows": n * 36}
+        print(f"  {n:>7,} samples x 36 elements: {runs[n]['seconds']:8.1f} s ({runs[n]['cpu_seconds']:.1f} s CPU), "
+              f"peak RSS {runs[n]['peak_rss_mb']} MB", flush=True)
+    secs = np.array([runs[n]["seconds"] for n in sizes])
+    cpu = np.array([runs[n]["cpu_seconds"] for n in sizes])
+    out = {"model": "benchmarks/tiny.py:linear (784 -> 10)", "group": "rotation:step=10 (36 elements)",
+           "runs": {str(n): v for n, v in runs.items()},
+           "peak_rss_over_smallest": round(runs[sizes[-1]]["peak_rss_mb"] / runs[sizes[0]]["peak_rss_mb"], 3)}
+    if len(sizes) > 1:
+        out["time_exponent"] = round(float(np.polyfit(np.log(sizes), np.log(secs), 1)[0]), 3)
+        out["cpu_time_exponent"] = round(float(np.polyfit(np.log(sizes), np.log(cpu), 1)[0]), 3)
+    return out
+
+
+def _orbit(model: str, n: int, group: str) -> tuple[torch.Tensor, torch.nn.Module, int, int]:
+    """The orbit of ``sample:mnist500``'s first ``min(n, 500)`` samples, pre-transformed; the model;
+    how many times that orbit makes the ``n`` samples' (the tiled data repeats it); the round trips
+    of the resampling floor per sample."""
+    p = prepare([model], "sample:mnist500", [group], device="cpu", random_init=True)
+    plan = plan_orbits(p.specs)[0]
+    action = p.task.make_action(plan.spec, p.dataset)
+    g = len(plan.group)
+    x = p.dataset.inputs[: min(n, len(p.dataset))]
+    return torch.cat([action(x, [e])[0] for e in range(g)]), p.models[0].module, n // len(x), len(inexact(action, g))
+
+
+def best_of(fn, k: int = 2, clock=time.perf_counter) -> float:  # noqa: ANN001
+    best = math.inf
+    for _ in range(k):
+        t = clock()
+        fn()
+        best = min(best, clock() - t)
+    return best
+
+
+def ratios(folder: Path) -> dict:
+    """One thread everywhere and CPU seconds (these cores are shared: wall time follows the load)."""
+    torch.set_num_threads(1)
+    table = {}
+    for name, model, n, group, batch in RATIO_CASES:
+        xs, m, reps, trips = _orbit(model, n, group)
+        with torch.inference_mode():
+            m(xs[:batch])
+            once = best_of(lambda: [m(xs[i:i + batch]) for i in range(0, len(xs), batch)], clock=time.process_time)
+        bare = len(xs) / once  # inputs per CPU second; the tiled data is this orbit ``reps`` times
+        inputs = len(xs) * reps
+        args = [model, "--data", str(tiled(n, folder)), "-g", group, "--batch-size", str(batch), "--random-init"]
+        row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(bare, 1)}
+        for label, extra, passes in (("no_floor", ["--no-floor"], inputs), ("floor", [], inputs + n * trips)):
+            r = run_cli([*args, *extra], folder / "run", threads=1)
+            row[label] = {"cpu_seconds": round(r["cpu"], 2), "wall_seconds": round(r["seconds"], 2),
+                          "ratio": round(inputs / r["cpu"] / bare, 3), "forward_passes": passes,
+                          "model_share": round(passes / bare / r["cpu"], 3)}
+        table[name] = row
+        print(f"  {name}: bare {bare:,.0f} inputs per CPU s; end to end / bare: --no-floor {row['no_floor']['ratio']}, "
+              f"with the floor {row['floor']['ratio']} (model share {row['floor']['model_share']})", flush=True)
+    return table
+
+
+def _stats(values: list[float]) -> dict:
+    return {"best": round(min(values), 3), "median": round(statistics.median(values), 3)}
+
+
+def startup(folder: Path, k: int = 5) -> dict:
+    first, imports, torch_only = [], [], []
+    for _ in range(k):
+        t = time.time()
+        p = subprocess.run([sys.executable, "-c", FIRST, str(t), str(folder / "first")], capture_output=True,
+                           text=True, cwd=ROOT)
+        first.append(json.loads(p.stdout.strip().splitlines()[-1])["first_progress_s"])
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "nero_cli", "evaluate", "--help"],
+                           capture_output=True, text=True, cwd=ROOT)
+        imports.append(sum(int(m.group(1)) for m in re.finditer(r"import time:\s+(\d+) \|", p.stderr)) / 1e6)
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        torch_only.append(time.perf_counter() - t)
+    return {"first_progress_s": _stats(first), "evaluate_help_import_s": _stats(imports),
+            "import_torch_process_s": _stats(torch_only)}
 
 
 def main() -> None:
-    table = {name: ratio(*args) for name, *args in CASES}
-    import sample_models
-
-    z = np.load(sample_models.data_path("mnist500"))
-    runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in (1, 4, 10, 20):
-            path = Path(tmp) / f"x{k}.npz"
-            np.savez(path, images=np.tile(z["images"], (k, 1, 1)), labels=np.tile(z["labels"], k))
-            runs[500 * k] = child(path, Path(tmp) / f"run{k}")
-    sizes = [500, 2000, 5000, 10000]
-    secs = np.array([runs[s]["seconds"] for s in sizes])
-    slope = float(np.polyfit(np.log(sizes), np.log(secs), 1)[0])
-    # the sweep's own growth: subtract the fixed start-up cost (intercept of a straight-line fit)
-    fixed = float(np.polyfit(sizes, secs, 1)[1])
-    sweep_slope = float(np.polyfit(np.log(sizes), np.log(np.clip(secs - fixed, 1e-3, None)), 1)[0])
-    result = {
-        "ratios": table,
-        "memory": {"peak_rss_mb_500": round(runs[500]["peak_rss_mb"], 1), "peak_rss_mb_5000": round(runs[5000]["peak_rss_mb"], 1),
-                   "growth_10x_samples": round(runs[5000]["peak_rss_mb"] / runs[500]["peak_rss_mb"] - 1, 3)},
-        "time": {"samples": sizes, "seconds": [round(runs[s]["seconds"], 2) for s in sizes],
-                 "fitted_exponent": round(slope, 3), "fixed_seconds": round(fixed, 2),
-                 "fitted_exponent_without_fixed_cost": round(sweep_slope, 3)},
-        "torch_threads": torch.get_num_threads(),
-    }
-    print(f"{'model':36s} {'inputs':>7s} {'bare/s':>9s} {'e2e/s':>9s} {'ratio':>6s} {'orbit gen':>9s}")
-    for name, r in table.items():
-        print(f"{name:36s} {r['inputs']:7d} {r['bare_per_s']:9.1f} {r['end_to_end_per_s']:9.1f} {r['ratio']:6.3f} "
-              f"{r['orbit_generation_share']:9.3f}")
-    mem = result["memory"]
-    print(f"peak RSS: {mem['peak_rss_mb_500']} MB at 500 samples, {mem['peak_rss_mb_5000']} MB at 5000 "
-          f"(+{100 * mem['growth_10x_samples']:.1f} %)")
-    tm = result["time"]
-    print(f"time vs samples {sizes} (x12 elements): {tm['seconds']} s; fitted exponent {tm['fitted_exponent']} "
-          f"(wall), {tm['fitted_exponent_without_fixed_cost']} after the fixed {tm['fixed_seconds']} s start-up")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="memory,ratios,startup")
+    ap.add_argument("--sizes", default="2000,20000,200000")
+    args = ap.parse_args()
     out = Path(__file__).with_name("scale.json")
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result = {k: v for k, v in result.items() if k in ("memory", "ratios", "startup")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part in args.parts.split(","):
+            print(f"== {part}", flush=True)
+            if part == "memory":
+                result["memory"] = memory([int(s) for s in args.sizes.split(",")], Path(tmp))
+            elif part == "ratios":
+                result["ratios"] = ratios(Path(tmp))
+            elif part == "startup":
+                result["startup"] = startup(Path(tmp))
+                print(f"  {result['startup']}", flush=True)
+    result["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "load_average": [round(v, 2) for v in os.getloadavg()]}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written {out}")
 

@@ -13,6 +13,8 @@ import os
 from typing import Any
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
 from .core import chunk_sizes
 from .errors import OptionError
@@ -47,21 +49,11 @@ def shard_positions(n_samples: int, batch_size: int, i: int, n: int, max_samples
     return np.arange(int(mine[0]), stop)
 
 
-def _dist() -> Any:
-    """``torch.distributed``, imported under torchrun only (its import is slow)."""
-    import torch.distributed as dist
-
-    return dist
-
-
 def distributed() -> tuple[int, int] | None:
     """``(rank, world size)`` when started by ``torchrun`` with more than one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return None
-    import torch
-
-    dist = _dist()
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("NERO_BACKEND") != "gloo" else "gloo"
         dist.init_process_group(backend=backend)
@@ -73,7 +65,6 @@ def distributed() -> tuple[int, int] | None:
 def send_rows(reader: SpillReader, dst: int = 0, size: int = 1024) -> None:
     """torchrun, ranks above 0: every row of this rank's spill to rank ``dst``, block by block,
     ``size`` samples per message, then an end marker."""
-    dist = _dist()
     for b in sorted(reader.blocks):
         for samples, labels, cols in reader.chunks(b, size):
             dist.send_object_list([(b, samples, labels, cols)], dst=dst)
@@ -83,7 +74,6 @@ def send_rows(reader: SpillReader, dst: int = 0, size: int = 1024) -> None:
 def receive_rows(stream: Any, world: int) -> None:
     """torchrun, rank 0: the rows of ranks 1 .. world-1, in rank order, added to ``stream`` (each
     block's rows then follow rank 0's own, in the single-process order)."""
-    dist = _dist()
     for rank in range(1, world):
         while True:
             box: list[Any] = [None]
@@ -94,7 +84,6 @@ def receive_rows(stream: Any, world: int) -> None:
 
 
 def finish_distributed() -> None:
-    dist = _dist()
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -186,6 +186,7 @@ class RunStream:
                 if part.exists():
                     with open(part, "rb") as fh:
                         shutil.copyfileobj(fh, out, 1 << 20)
+                    part.unlink()  # the disk holds results.csv and at most one part more
         shutil.rmtree(self.folder / "parts", ignore_errors=True)
 
 
