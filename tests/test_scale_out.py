@@ -54,6 +54,15 @@ def test_merge_refuses_missing_or_foreign_shards(whole, tmp_path):
     assert r.exit_code == 2 and "0 <= i < n" in r.stderr
 
 
+def _free_port() -> int:
+    """A port nothing listens on now (a fixed one collides with another torchrun on the machine)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_torchrun_two_processes_equal_one(tmp_path):
     # torchrun gives each worker one thread; the single process gets one too, since CPU kernels may
     # sum in another order with another thread count
@@ -61,7 +70,7 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     one = [sys.executable, "-m", "nero_cli", "evaluate", *ARGS, "--out", str(tmp_path / "one")]
     p = subprocess.run(one, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
-    two = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
            "-m", "nero_cli", "evaluate", *ARGS, "--out", str(tmp_path / "two")]
     p = subprocess.run(two, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
