@@ -190,11 +190,8 @@ def _run_evaluate(o: dict[str, Any]) -> None:
     """``nero evaluate`` with its merged options ``o``."""
     from . import console
     from .run import evaluate_run
-    from .shaping import data_arg
-
-    data = data_arg(o["data"], o["resize"], o["center_crop"])  # --data carrying --resize / --center-crop
     result = evaluate_run(
-        o["models"], data, o["group"], o["out"], task=o["task"], weights=o["weights"] or [],
+        o["models"], o["data"], o["group"], o["out"], task=o["task"], weights=o["weights"] or [],
         meta=o["meta"] or [], names=o["name"] or [], trust_checkpoint=o["trust_checkpoint"],
         normalize=o["normalize"], reference=o["reference"], limit=o["limit"], classes=_split(o["classes"]),
         sample=o["sample"], class_names=o["class_names"].split(",") if o["class_names"] else [],
@@ -203,7 +200,8 @@ def _run_evaluate(o: dict[str, Any]) -> None:
         plots=not o["no_plots"], overwrite=o["overwrite"], cache=not o["no_cache"], floor=not o["no_floor"],
         resume=o["resume"], yes=o["yes"], shard=o["shard"], amp=o["amp"], compile=o["compile_"],
         channels_last=o["channels_last"], command=["nero", *sys.argv[1:]],
-        progress_factory=None if o["quiet"] else console.Bar, configuration=o["configuration"])
+        progress_factory=None if o["quiet"] else console.Bar, configuration=o["configuration"],
+        resize=o["resize"], center_crop=o["center_crop"])
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     for w in result.warnings:

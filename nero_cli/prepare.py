@@ -286,13 +286,12 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     ``weights`` is built with the random generator seeded by ``seed``; random weights are refused
     unless ``random_init``. ``extra_groups`` are accepted beside the task's own groups (``nero lie``
     differentiates flow along shifts and zooms, which ``evaluate`` does not sweep); the caller checks them.
-    ``resize`` (``"H,W"``) and ``center_crop`` bring every image to one size (:mod:`nero_cli.shaping`);
-    a ``--data`` string may carry them instead (:class:`nero_cli.shaping.DataArg`).
+    ``resize`` (``"H,W"``) and ``center_crop`` bring every image to one size (:mod:`nero_cli.shaping`).
     """
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
     sel = Selection(tuple(classes), limit, sample, seed)
-    shaping = parse_resize(resize, center_crop) or getattr(data, "shaping", None)
+    shaping = parse_resize(resize, center_crop)
     given = check_class_names(class_names)
     norm = parse_normalize(normalize)
     dev = resolve_device(device)

@@ -271,7 +271,8 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  amp: bool = False, compile: bool = False, channels_last: bool = False,
                  command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None,
-                 configuration: dict[str, Any] | None = None) -> RunResult:
+                 configuration: dict[str, Any] | None = None, resize: str | None = None,
+                 center_crop: bool = False) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
 
     ``weights``, ``meta`` and ``names`` are matched to the models in order: ``weights``
@@ -306,7 +307,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
                 trust_checkpoint=o.trust_checkpoint, normalize=o.normalize, limit=o.limit, classes=o.classes,
                 sample=o.sample, seed=o.seed, class_names=o.class_names, random_init=o.random_init,
                 device=o.device, plot_metric=o.plot_metric, compile=o.compile, channels_last=o.channels_last,
-                amp=o.amp)
+                amp=o.amp, resize=o.resize, center_crop=o.center_crop)
     batch_size = _checked_batch_size(p, o.batch_size, o.amp, o.yes, o.ranks)
     key_parts = _sweep_key(p, o.reference, batch_size, o.seed, o.score_threshold, o.amp, o.channels_last, o.floor)
     whole = p.dataset

@@ -70,23 +70,4 @@ def parse_resize(resize: Any, center_crop: bool = False) -> Shaping | None:
     return Shaping((size[0], size[1]), bool(center_crop))
 
 
-class DataArg(str):
-    """A ``--data`` string that carries its :class:`Shaping`: everywhere a ``--data`` string goes
-    (messages, the run folder's input protection) it is that string; :func:`nero_cli.prepare.prepare`
-    reads its ``shaping`` (the command line passes ``--resize`` to the loader this way)."""
-
-    shaping: Shaping | None
-
-    def __new__(cls, text: str, shaping: Shaping | None) -> "DataArg":
-        obj = super().__new__(cls, text)
-        obj.shaping = shaping
-        return obj
-
-
-def data_arg(data: str, resize: str | None, center_crop: bool) -> str:
-    """``--data`` with ``--resize`` / ``--center-crop`` attached (the plain string without them)."""
-    shaping = parse_resize(resize, center_crop)
-    return DataArg(data, shaping) if shaping else data
-
-
-__all__ = ["Shaping", "parse_resize", "DataArg", "data_arg"]
+__all__ = ["Shaping", "parse_resize"]
