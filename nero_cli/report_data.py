@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .checkpoints import epoch_of
+from .data import load_selected
 from .errors import first_line
 from .plot_floor import FLOOR_COLUMN, FLOORED_METRICS
 from .plots import model_colors
@@ -27,6 +28,8 @@ from .report_media import REDUCTION_NAMES, camera_matrix, rounded, rounded_list,
 from .report_summary import row_values, summary_columns
 from .report_views import View, build_views, entry_json, natural_key
 from .runrecord import RunRecord, open_run
+from .selection import Selection
+from .shaping import parse_resize
 from .tasks import TaskRecord
 
 DEFAULT_MAX_SAMPLES = 2000
@@ -119,8 +122,11 @@ def _load_dataset(run: ReportRun, warn: Warn) -> Any:
     if not source:
         warn(f"{run.path}: run.json names no data source; no thumbnails")
         return None
+    options = run.rec.info.get("options") or {}
     try:
-        ds = run.task.load_data(str(source), None)
+        shaping = parse_resize(options.get("resize"), bool(options.get("center_crop")))
+        ds = (load_selected(run.task, str(source), None, Selection((), None, None, 0), shaping=shaping)[0]
+              if shaping else run.task.load_data(str(source), None))  # resized as the run was (--resize)
     except Exception as exc:  # noqa: BLE001 - a missing data file only costs the thumbnails
         warn(f"{run.path}: cannot load the data {source} for thumbnails ({first_line(exc)}); the page shows none")
         return None

@@ -380,3 +380,21 @@ def test_peak_memory_does_not_grow_with_the_data(tmp_path, shape, n, group, extr
         np.save(tmp_path / f"d{size}.npy", rng.integers(0, 256, (size, *shape), dtype=np.uint8))
         peaks.append(_peak_rss_kb(tmp_path, tmp_path / f"d{size}.npy", group, *extra))
     assert peaks[1] <= 1.25 * peaks[0], f"peak RSS {peaks[0] / 1e3:.0f} MB for {n} samples, {peaks[1] / 1e3:.0f} MB for {10 * n}"
+
+
+@pytest.mark.slow
+def test_report_thumbnails_of_a_resized_run(tmp_path):
+    """The report reads the data resized as the run recorded it: a folder of mixed sizes gets its thumbnails."""
+    from typer.testing import CliRunner
+
+    from nero_cli.cli import app
+
+    folder = _folder(tmp_path / "mixed", 12, mixed=True)
+    cli = CliRunner()
+    r = cli.invoke(app, ["evaluate", "sample:mnist-cnn", "--data", str(folder), "-g", "rotation:step=180",
+                         "--resize", "28,28", "--center-crop", "--no-plots", "-q", "--no-cache",
+                         "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    r = cli.invoke(app, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")])
+    assert r.exit_code == 0, r.output
+    assert "cannot load the data" not in r.output and "shows none" not in r.output, r.output
