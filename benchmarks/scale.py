@@ -7,7 +7,9 @@ Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged 
 - memory: ``nero evaluate`` of a tiny linear model (``benchmarks/tiny.py``) over ``sample:mnist500``
   tiled to each size, 36 rotation elements, ``--no-cache --no-plots``, each in its own process; its
   peak RSS is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a probe that only starts it, its time the
-  wall time of the whole command. The exponent is the slope of log time over log samples.
+  wall and the CPU time of the whole command, on one thread. The exponents are the slopes of log
+  time over log samples (CPU time is the steadier one on shared cores), also after taking off the
+  CPU time of the same command over one sample (start-up, loading, checks, writing).
 - ratios: per model, the bare forward pass (the model alone over the pre-transformed orbit, best
   of two, in this process) against ``nero evaluate`` run as a command over the same samples and
   orbit (a fresh process: start-up, loading, the sweep and writing counted), with ``--no-floor``
@@ -95,9 +97,14 @@ def run_cli(args: list[str], out: Path, threads: int | None = None) -> dict:
 
 
 def memory(sizes: list[int], folder: Path) -> dict:
+    def run(n: int, *extra: str) -> dict:
+        return run_cli([TINY, "--random-init", "--data", str(tiled(n, folder)), "-g", "rotation:step=10", *extra],
+                       folder / "run", threads=1)
+
+    fixed = run(sizes[0], "--limit", "1")  # start-up, loading, checks and writing of a 1-sample run
     runs = {}
     for n in sizes:
-        r = run_cli([TINY, "--random-init", "--data", str(tiled(n, folder)), "-g", "rotation:step=10"], folder / "run")
+        r = run(n)
         runs[n] = {"seconds": round(r["seconds"], 2), "cpu_seconds": round(r["cpu"], 2),
                    "peak_rss_mb": round(r["peak_rss_kb"] / 1024, 1), "rows": n * 36}
         print(f"  {n:>7,} samples x 36 elements: {runs[n]['seconds']:8.1f} s ({runs[n]['cpu_seconds']:.1f} s CPU), "
@@ -106,10 +113,16 @@ def memory(sizes: list[int], folder: Path) -> dict:
     cpu = np.array([runs[n]["cpu_seconds"] for n in sizes])
     out = {"model": "benchmarks/tiny.py:linear (784 -> 10)", "group": "rotation:step=10 (36 elements)",
            "runs": {str(n): v for n, v in runs.items()},
+           "one_sample_run": {"seconds": round(fixed["seconds"], 2), "cpu_seconds": round(fixed["cpu"], 2)},
            "peak_rss_over_smallest": round(runs[sizes[-1]]["peak_rss_mb"] / runs[sizes[0]]["peak_rss_mb"], 3)}
     if len(sizes) > 1:
-        out["time_exponent"] = round(float(np.polyfit(np.log(sizes), np.log(secs), 1)[0]), 3)
-        out["cpu_time_exponent"] = round(float(np.polyfit(np.log(sizes), np.log(cpu), 1)[0]), 3)
+        def slope(t: np.ndarray) -> float:
+            return round(float(np.polyfit(np.log(sizes), np.log(t), 1)[0]), 3)
+
+        out["time_exponent"] = {"wall": slope(secs), "cpu": slope(cpu),
+                                "cpu_less_one_sample_run": slope(np.clip(cpu - fixed["cpu"], 1e-3, None))}
+        out["cpu_us_per_row_less_one_sample_run"] = {str(n): round((runs[n]["cpu_seconds"] - fixed["cpu"]) / (36 * n) * 1e6, 2)
+                                                     for n in sizes}
     return out
 
 
