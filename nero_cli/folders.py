@@ -15,6 +15,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -49,27 +50,29 @@ def _folder_files(root: Path) -> tuple[list[tuple[Path, int]], list[str] | None]
     return files, folders
 
 
-def _unreadable(f: Path, exc: BaseException) -> DataError:
+def _unreadable(f: Path | BinaryIO | str, exc: BaseException) -> DataError:
     return DataError(f"{f}: unreadable image ({exc.__class__.__name__}); remove or replace it")
 
 
-def _header(f: Path) -> tuple[str, int, int]:
-    """A file's colour mode, height and width, from its header."""
+def header(f: Path | BinaryIO, name: str | None = None) -> tuple[str, int, int]:
+    """A file's colour mode, height and width, from its header (``f`` a path or a binary file
+    object; ``name`` names it in the message when it is unreadable)."""
     try:
         with Image.open(f) as im:
             return im.mode, im.height, im.width
     except (UnidentifiedImageError, OSError) as exc:
-        raise _unreadable(f, exc) from None
+        raise _unreadable(name or f, exc) from None
 
 
-def decode(f: Path, mode: str) -> np.ndarray:
-    """One image file as uint8 ``(C, H, W)`` in ``mode`` (``L``, ``RGB`` or ``RGBA``)."""
+def decode(f: Path | BinaryIO, mode: str, name: str | None = None) -> np.ndarray:
+    """One image file (a path or a binary file object, named ``name`` in messages) as uint8
+    ``(C, H, W)`` in ``mode`` (``L``, ``RGB`` or ``RGBA``)."""
     try:
         with Image.open(f) as im:
             im.load()
             a = np.asarray(im.convert(mode))
     except (UnidentifiedImageError, OSError) as exc:
-        raise _unreadable(f, exc) from None
+        raise _unreadable(name or f, exc) from None
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
 
 
@@ -84,11 +87,15 @@ class FolderRows:
         self._pool: ThreadPoolExecutor | None = None
 
     def read(self, positions: np.ndarray) -> list[np.ndarray]:
-        files = [self.files[int(p)] for p in positions]
+        return self.decode_all([self.files[int(p)] for p in positions])
+
+    def decode_all(self, files: list, names: list[str] | None = None) -> list[np.ndarray]:
+        """``files`` (paths or binary file objects, named ``names`` in messages) decoded in order."""
+        names = names or [None] * len(files)  # type: ignore[list-item]
         if len(files) == 1 or WORKERS == 1:
-            return [decode(f, self.mode) for f in files]
+            return [decode(f, self.mode, n) for f, n in zip(files, names)]
         self._pool = self._pool or ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="nero-decode")
-        return list(self._pool.map(decode, files, [self.mode] * len(files)))
+        return list(self._pool.map(decode, files, [self.mode] * len(files), names))
 
 
 @dataclass
@@ -116,21 +123,34 @@ def _digest(root: Path, files: list[tuple[Path, int]], mode: str) -> str:
     return h.hexdigest()
 
 
+def colour_mode(source: str, gray: bool, channels: int | None) -> tuple[str, int]:
+    """The colour mode images are decoded in and its channels: the model's ``channels``, else 1
+    when every image is ``gray``, else 3."""
+    want = channels or (1 if gray else 3)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(want)
+    if mode is None:
+        raise DataError(f"{source}: the model expects {want} channels; images can give 1, 3 or 4")
+    return mode, want
+
+
+def one_size(source: str, sizes: set[tuple[int, int]], resized: bool) -> list[tuple[int, int]]:
+    """The images' sizes (height, width), sorted; more than one refused unless they are to be
+    ``resized`` (the message names ``--resize`` and ``--center-crop``)."""
+    ordered = sorted(sizes)
+    if len(ordered) > 1 and not resized:
+        raise DataError(f"{source}: images differ in size (height x width "
+                        f"{', '.join(f'{h}x{w}' for h, w in ordered[:3])}{', ...' if len(ordered) > 3 else ''}); "
+                        "give --resize H,W to resize each to H x W, with --center-crop to keep the aspect ratio")
+    return ordered
+
+
 def read_folder(root: Path, channels: int | None, resized: bool = False) -> Folder:
     """The image folder ``root``, read lazily. Images of different sizes are refused unless they
     are to be ``resized`` (the message names ``--resize`` and ``--center-crop``)."""
     files, folders = _folder_files(root)
-    heads = [_header(f) for f, _ in files]
-    gray = all(m in GRAY_MODES for m, _, _ in heads)
-    want = channels or (1 if gray else 3)
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(want)
-    if mode is None:
-        raise DataError(f"{root}: the model expects {want} channels; images can give 1, 3 or 4")
-    sizes = sorted({(h, w) for _, h, w in heads})
-    if len(sizes) > 1 and not resized:
-        raise DataError(f"{root}: images differ in size (height x width {', '.join(f'{h}x{w}' for h, w in sizes[:3])}"
-                        f"{', ...' if len(sizes) > 3 else ''}); give --resize H,W to resize each to H x W, with "
-                        "--center-crop to keep the aspect ratio")
+    heads = [header(f) for f, _ in files]
+    mode, want = colour_mode(str(root), all(m in GRAY_MODES for m, _, _ in heads), channels)
+    sizes = one_size(str(root), {(h, w) for _, h, w in heads}, resized)
     labels = np.array([c for _, c in files], dtype=np.int64) if folders is not None else None
     rows = FolderRows([f for f, _ in files], mode, want, max(h * w for h, w in sizes))
     return Folder(rows, labels, folders, want, sizes[0] if len(sizes) == 1 else None, _digest(root, files, mode))
