@@ -119,7 +119,7 @@ def _split(values: Optional[List[str]]) -> list[str]:
 def evaluate(
     ctx: typer.Context,
     models: Optional[List[str]] = typer.Argument(None, metavar="MODEL...", help="Checkpoints or globs of them (checkpoints/*.pt, ordered by the epoch or step in their names) (.pt TorchScript, .pt2 torch.export, pickled module with --trust-checkpoint), file.py:callable or package.module:callable (with --weights, or --random-init), or sample:NAME. Several are compared in one run."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help=".npz (images, labels), .npy (images), an ImageFolder directory (class folders matched to the model's classes by name), a folder of images (unlabelled), or sample:mnist500."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help=".npz (images, labels), .npy (images), an ImageFolder directory (class folders matched to the model's classes by name), a folder of images (unlabelled), WebDataset .tar shards ('data-{000000..000009}.tar'; KEY.png + KEY.cls), or sample:mnist500."),
     group: Optional[List[str]] = typer.Option(None, "--group", "-g", help="Orbit spec NAME[:key=value,...], e.g. rotation:step=15; repeatable. See 'nero list groups'."),
     out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
     task: Optional[str] = typer.Option(None, "--task", help="A task from 'nero list tasks' (default: from the model's sidecar JSON, else classification)."),

@@ -1,4 +1,4 @@
-"""Loading evaluation data for image tasks: ``.npz``, ``.npy``, ImageFolder layout, ``sample:NAME``.
+"""Loading evaluation data for image tasks: ``.npz``, ``.npy``, ImageFolder layout, ``.tar`` shards, ``sample:NAME``.
 
 An ``.npz`` is read through :mod:`nero_cli.npz`: declared shapes first, a load that would not
 fit in memory refused with its figure, and with ``--limit`` / ``--classes`` / ``--sample`` only
@@ -14,7 +14,8 @@ image files decoded by chunk), so a sweep holds one chunk; the pixels are the sa
 
 The data's ``sha256`` is the archive's digest (:meth:`nero_cli.npz.NpzArchive.digest`: every
 member's stored bytes), the same whichever rows are read; a ``.npy``'s is its file's, an image
-folder's its files' (:func:`nero_cli.folders.read_folder`); with ``--resize`` it is a digest of
+folder's its files' (:func:`nero_cli.folders.read_folder`), ``.tar`` shards' their bytes
+(:func:`nero_cli.tar_shards.read_shards`); with ``--resize`` it is a digest of
 that and the size, so resized data never share a cache entry with the data as they are.
 """
 
@@ -34,13 +35,14 @@ import sample_models
 
 from .dataset import Dataset, check_labels, class_names_of, hash_arrays, reshaped, shaped_digest
 from .errors import DataError, OptionError
-from .folders import read_folder
+from .folders import Folder, read_folder
 from .npz import NpzArchive, StreamRows, check_memory, open_npy, open_npz
 from .pixels import normalise_pixels, to_nchw
 from .selection import Selection, positions
 from .shaping import Shaping, parse_resize
 from . import sources
 from .sources import ArrayRows, LazyImages, converter, held, scan_pixels
+from .tar_shards import is_shards, read_shards
 
 #: ``.npz`` keys a task reads besides its inputs: per-sample arrays (cut with the inputs) and the class names.
 SAMPLE_KEYS = ("labels", "boxes", "box_labels", "masks", "flow")
@@ -168,13 +170,13 @@ def _pixels(raw: Any, source: str, channels: int | None, shaping: Shaping | None
     return held(LazyImages(rows, converter(layout, shaping), item, source))
 
 
-def _load_folder(root: Path, channels: int | None, shaping: Shaping | None = None) -> Dataset:
+def _folder_dataset(f: Folder, source: str, shaping: Shaping | None = None) -> Dataset:
     """An ImageFolder (labels: the class folders' positions, mapped to the model's classes later by
-    :func:`relabel_folders`) or a flat folder of images (no labels), read lazily."""
-    f = read_folder(root, channels, resized=shaping is not None)
+    :func:`relabel_folders`), a flat folder of images (no labels) or ``.tar`` shards (labels: their
+    ``.cls`` classes), read lazily."""
     item = (f.channels, *(shaping.size if shaping else f.size))  # type: ignore[misc]
-    images = held(LazyImages(f.rows, converter(lambda b: b, shaping), item, str(root)))
-    return Dataset(images, None if f.labels is None else torch.from_numpy(f.labels), f.folders, str(root),
+    images = held(LazyImages(f.rows, converter(lambda b: b, shaping), item, source))
+    return Dataset(images, None if f.labels is None else torch.from_numpy(f.labels), f.folders, source,
                    shaped_digest(f.digest, shaping), names_complete=False, folders=f.folders, shaping=shaping)
 
 
@@ -189,17 +191,20 @@ def _load_npy(path: Path, channels: int | None, limit: int | None, shaping: Shap
 
 
 #: The forms of ``--data`` that image classification reads, for messages.
-IMAGE_KINDS = ("an .npz file", "a .npy file of images", "an image folder")
+IMAGE_KINDS = ("an .npz file", "a .npy file of images", "an image folder", ".tar shards")
 
 
 def load_images(spec: str, channels: int | None = None, limit: int | None = None,
                 classes: list[str] | None = None, shaping: Shaping | None = None) -> Dataset:
     """Load ``--data``: an ``.npz``, a ``.npy`` of images, an ImageFolder directory (or a flat
-    folder of images) or ``sample:NAME``, resized by ``shaping``; with ``limit`` / ``classes``,
-    an ``.npz`` is read only up to the last sample they select (see :func:`read_npz`)."""
+    folder of images), WebDataset ``.tar`` shards (:mod:`nero_cli.tar_shards`) or ``sample:NAME``,
+    resized by ``shaping``; with ``limit`` / ``classes``, an ``.npz`` is read only up to the last
+    sample they select (see :func:`read_npz`)."""
     path = Path(spec)
     if not spec.startswith("sample:") and path.is_dir():
-        return _load_folder(path, channels, shaping)
+        return _folder_dataset(read_folder(path, channels, resized=shaping is not None), str(path), shaping)
+    if is_shards(spec):
+        return _folder_dataset(read_shards(spec, channels, resized=shaping is not None), spec, shaping)
     if not spec.startswith("sample:") and path.suffix == ".npy" and path.exists():
         return _load_npy(path, channels, limit, shaping)
     return load_task_npz(spec, "images", partial(images_from_arrays, shaping=shaping), channels, limit, classes,
