@@ -356,6 +356,7 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
     record = rr.make_record(p.task, ev.reference, ev.param_columns, ev.plans, p.class_names)
     try:
         stream.write_results(tmp / rr.RESULTS)
+        vectors = stream.write_vectors(tmp)
         rr.write_table(tmp / rr.AGGREGATE, agg)
         rr.write_json(tmp / rr.SUMMARY, summary)
         plot_files = _plots(tmp / "plots", stream, agg, record, p, wanted) if plots else []
@@ -372,6 +373,7 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
                      "image_size": list(dataset.size) if p.task.input_kind != "points" else None,
                      "input_shape": list(dataset.inputs.shape[1:])},
             "n_rows": totals.n_rows,
+            **({"vectors": vectors} if vectors else {}),
             "warnings": p.warnings,
             **extra,
             "versions": _versions(),

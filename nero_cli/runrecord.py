@@ -2,7 +2,8 @@
 
 A run folder holds ``run.json`` (status, provenance and the *record*: task, reference,
 parameter columns, primary metric, plot parameters, group specs, class names),
-``results.csv`` (the tidy table), ``summary.csv`` (aggregate curves), ``summary.json`` and
+``results.csv`` (the tidy table), ``summary.csv`` (aggregate curves), ``summary.json``,
+``vectors/`` (the per-sample NERO vectors ``nero report`` reads, :mod:`nero_cli.vectors`) and
 ``plots/``. It is written under a temporary sibling name and renamed into place only when
 complete. Gate, report, merge and plot read runs only through :func:`open_run`; none of
 them reloads a model or guesses a column.
@@ -10,6 +11,7 @@ them reloads a model or guesses a column.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -23,6 +25,7 @@ from .core import element_weights
 from .errors import NeroError, OptionError, OutputError
 from .model_formats import sha256_file
 from .tasks import TaskRecord, get_task
+from .vectors import Vectors, open_vectors
 
 RUN_JSON, RESULTS, AGGREGATE, SUMMARY = "run.json", "results.csv", "summary.csv", "summary.json"
 #: Columns every results table starts with, before the parameter columns.
@@ -116,6 +119,7 @@ class RunRecord:
     summary: dict[str, Any]
     _results: pd.DataFrame | None = field(default=None, repr=False)
     _aggregate: pd.DataFrame | None = field(default=None, repr=False)
+    _vectors: Vectors | None = field(default=None, repr=False)
 
     # -- the record ----------------------------------------------------------------
     @property
@@ -170,10 +174,22 @@ class RunRecord:
 
     # -- tables ----------------------------------------------------------------------
     def results(self) -> pd.DataFrame:
-        """results.csv with typed key columns (``identity`` and ``correct`` as bool)."""
+        """results.csv with typed key columns (``identity`` and ``correct`` as bool), read whole."""
         if self._results is None:
-            self._results = _read_results(self.path / RESULTS)
+            table = _read_results(self.path / RESULTS)
+            if len(table) != self.n_rows:
+                raise OutputError(f"{self.path / RESULTS}: {len(table)} rows, run.json says {self.n_rows}; the run "
+                                  "directory is damaged, rerun 'nero evaluate'")
+            self._results = table
         return self._results
+
+    def vectors(self) -> Vectors | None:
+        """The per-sample NERO vectors, checked against run.json (None for a run written without them)."""
+        if "vectors" not in self.info:
+            return None
+        if self._vectors is None:
+            self._vectors = open_vectors(self.path, self.info["vectors"])
+        return self._vectors
 
     def aggregate(self) -> pd.DataFrame:
         """summary.csv, the aggregate curves."""
@@ -261,7 +277,8 @@ def open_run(run_dir: Path | str, what: str = "RUN_DIR") -> RunRecord:
 
 
 def _validate(run: RunRecord) -> None:
-    """Refuse a run whose results.csv is not the one nero wrote: checksum, row count and columns."""
+    """Refuse a run whose results.csv is not the one nero wrote: checksum and columns (its header;
+    the row count when the table is read, :meth:`RunRecord.results`). Nothing is held in memory."""
     path = run.path / RESULTS
     want = run.info.get("results_sha256")
     if not want or not isinstance(run.info.get("n_rows"), int):
@@ -274,12 +291,13 @@ def _validate(run: RunRecord) -> None:
     if got != want:
         raise OutputError(f"{path}: does not match the checksum in run.json (the file was changed or cut short); "
                           "the run is damaged, rerun 'nero evaluate'")
-    table = run.results()
+    with open(path, newline="", encoding="utf-8") as fh:
+        columns = next(csv.reader(fh), [])
     expected = [*KEYS, *run.param_columns, *(c.name for c in run.task.columns)]
-    missing = [c for c in expected if c not in table.columns]
-    if missing or len(table) != run.n_rows:
-        what = f"missing column(s) {', '.join(missing)}" if missing else f"{len(table)} rows, run.json says {run.n_rows}"
-        raise OutputError(f"{path}: {what}; the run directory is damaged, rerun 'nero evaluate'")
+    missing = [c for c in expected if c not in columns]
+    if missing:
+        raise OutputError(f"{path}: missing column(s) {', '.join(missing)}; the run directory is damaged, "
+                          "rerun 'nero evaluate'")
 
 
 def make_record(task: TaskRecord, reference: str, param_columns: Sequence[str], plans: Sequence[Any],

@@ -10,7 +10,8 @@ order but each block's chunks in sample order.
   formats the whole table, so the parts joined in block order are ``results.csv`` byte for byte), to the block's
   binary spill (:mod:`nero_cli.spill`: what ``nero merge``, torchrun's rank 0 and the plots read
   back) and into the block's running sums (:mod:`nero_cli.running`: ``summary.csv`` and
-  ``summary.json``, identical to what the pandas aggregates of the whole table give).
+  ``summary.json``, identical to what the pandas aggregates of the whole table give), and to the
+  block's per-sample NERO vectors (:mod:`nero_cli.vectors`: what ``nero report`` reads).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .running import BlockSums
 from .spill import Block, Spill, SpillReader
 from .summary import block_summary
 from .tasks import TaskRecord
+from .vectors import FOLDER as VECTORS, VectorWriter, vectors_record
 
 @dataclass
 class Layout:
@@ -137,6 +139,8 @@ class RunStream:
         shutil.rmtree(self.folder, ignore_errors=True)  # a resumed run rewrites its rows from the chunk store
         (self.folder / "parts").mkdir(parents=True)
         self.spill = Spill(self.folder / "spill")
+        self.vectors = None if self.spill_only else VectorWriter(self.folder / VECTORS,
+                                                                  [c.name for c in layout.task.columns])
 
     @property
     def spill_dir(self) -> Path:
@@ -151,6 +155,7 @@ class RunStream:
         if b not in self.sums:
             self._open(b)
         self.sums[b].add(samples, labels, cols)
+        self.vectors.add(b, self.layout.n_elements(b), samples, labels, cols)  # type: ignore[union-attr]
         with open(self.folder / "parts" / f"{b[0]}_{b[1]}.csv", "a", newline="", encoding="utf-8") as fh:
             fh.write(self.formats[b].text(samples, labels, cols))
 
@@ -171,6 +176,7 @@ class RunStream:
         """Close the spill and the running sums: the aggregate curves and summary metrics."""
         self.spill.close()
         lay = self.layout
+        self.has_vectors = self.vectors is not None and self.vectors.close(lay.models, [p.label for p in lay.plans])
         stats = {b: s.close() for b, s in self.sums.items()}
         first = self.sums[lay.blocks[0]]
         self.totals = Totals(aggregate_frame(lay, self.sums), summary_metrics(lay, stats),
@@ -188,6 +194,13 @@ class RunStream:
                         shutil.copyfileobj(fh, out, 1 << 20)
                     part.unlink()  # the disk holds results.csv and at most one part more
         shutil.rmtree(self.folder / "parts", ignore_errors=True)
+
+    def write_vectors(self, run_dir: Path) -> dict[str, Any] | None:
+        """Move the finished vectors into ``run_dir``; run.json's ``vectors`` record (None without them)."""
+        if not getattr(self, "has_vectors", False):
+            return None
+        shutil.move(self.folder / VECTORS, run_dir / VECTORS)
+        return vectors_record(run_dir)
 
 
 def summary_metrics(lay: Layout, stats: Mapping[Block, BlockStats]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -17,7 +17,12 @@ from nero_cli.cli import app
 runner = CliRunner()
 ARGS = ["sample:mnist-cnn", "sample:mnist-c4", "--data", "sample:mnist500", "--limit", "90", "-g", "rotation:step=45",
         "-g", "scale:step=0.25", "--batch-size", "16", "-q", "--no-cache", "--plot-samples", "worst:1"]
-SAME = ("results.csv", "summary.csv", "summary.json")
+SAME = ("results.csv", "summary.csv", "summary.json", "vectors/index.json", "vectors/samples.npy", "vectors/b0_0.npy")
+
+
+def vectors_of(run: Path) -> dict:
+    """run.json's checksums of every vectors file."""
+    return json.loads((run / "run.json").read_text())["vectors"]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +44,7 @@ def test_shards_merged_equal_the_whole(whole, tmp_path):
     for f in SAME:
         assert (tmp_path / "merged" / f).read_bytes() == (whole / f).read_bytes(), f
     assert json.loads((tmp_path / "merged" / "run.json").read_text())["status"] == "complete"
+    assert vectors_of(tmp_path / "merged") == vectors_of(whole) and len(vectors_of(whole)["files"]) == 2 * 2 + 2
     assert (tmp_path / "merged" / "plots" / "rotation_confidence.png").exists()
 
 
@@ -77,6 +83,7 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     for f in SAME:
         assert (tmp_path / "two" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
     assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
+    assert vectors_of(tmp_path / "two") == vectors_of(tmp_path / "one")
 
 
 def test_batch_size_auto_backs_off_on_out_of_memory():
