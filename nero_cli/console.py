@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,33 @@ def warn(message: str) -> None:
 class Bar:
     """A rich progress bar on stderr: models × samples × elements, rate and ETA."""
 
+    EVERY = 0.1  # seconds between two updates of the bar (rich redraws it ten times a second)
+
     def __init__(self, total: int, label: str = "evaluating"):
         self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                            TimeRemainingColumn(), console=stderr_console(), transient=False)
         self._p.start()
         self._task = self._p.add_task(label, total=total, rate="")
+        self._pending, self._pushed = 0, float("-inf")  # the first update is shown at once
 
     def advance(self, n: int) -> None:
+        """Count ``n`` more inputs; the bar is updated at most every :attr:`EVERY` seconds (rich's
+        rate estimate walks its samples on every update, which cost a second per 5,000 passes)."""
+        self._pending += n
+        now = time.monotonic()
+        if now - self._pushed >= self.EVERY:
+            self._push(now)
+
+    def _push(self, now: float) -> None:
+        self._p.update(self._task, advance=self._pending)
+        self._pending, self._pushed = 0, now
         speed = self._p.tasks[0].speed
-        self._p.update(self._task, advance=n, rate=f"{speed:,.0f} inputs/s" if speed else "")
+        self._p.update(self._task, rate=f"{speed:,.0f} inputs/s" if speed else "")
 
     def close(self) -> None:
+        if self._pending:
+            self._push(time.monotonic())
         self._p.stop()
 
 

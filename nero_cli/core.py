@@ -7,7 +7,8 @@ consume this table. Nothing here prints; each finished chunk of rows goes to a s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -25,11 +26,14 @@ from .runner import ModelRunner
 from .stream import Layout, TableSink, key_columns
 from .tasks import Chunk, TaskRecord
 from .tasks.base import scored_columns
+from .write_behind import WriteBehind
 
 Progress = Callable[[int], None]
 #: A (model, group) block is kept for the result cache while its rows take at most this many bytes;
 #: a larger block is not cached (so memory stays flat however large the data).
 CACHE_HOLD_BYTES = 256 * 2**20
+#: Seconds of work at most between two kept chunks of a run (what --resume may have to redo).
+CHECKPOINT_SECONDS = 1.0
 
 
 @dataclass
@@ -128,6 +132,7 @@ class Sweep:
     data_key: str | None = None
     chunks: Any = None
     chunk_samples: int | None = None
+    _kept: float = field(default=float("-inf"), init=False)  # when a finished chunk was last kept
 
     def key_parts(self, runner: ModelRunner, plan: OrbitPlan) -> dict[str, Any]:
         m = runner.model
@@ -196,8 +201,9 @@ class Sweep:
                 if task.input_kind in PLANAR_INPUTS:
                     ctx = {**ctx, **self._resampling(runner, x, plan, action, outputs, chunk, ctx, per_pass)}
                 done = pd.DataFrame(scored_columns(task, ctx))
-                if ckey is not None:
-                    self.chunks.put(ckey, done)
+                if ckey is not None and time.monotonic() - self._kept >= CHECKPOINT_SECONDS:
+                    self.chunks.put(ckey, done)  # about one chunk a second: --resume recomputes the rest
+                    self._kept = time.monotonic()
             elif self.progress:
                 self.progress(len(done))
             yield s0, {c.name: done[c.name].to_numpy() for c in task.columns}
@@ -251,10 +257,17 @@ def evaluate(runners: Sequence[ModelRunner], data: Any, specs: Sequence[OrbitSpe
     sweep = Sweep(data, task, reference, params, batch_size, options or {}, progress, cache, data_key, chunks,
                   chunk_samples)
     own = sink is None
-    sink = TableSink() if own else sink
-    sink.begin(sweep_layout([r.name for r in runners], plans, task))
-    for mi, r in enumerate(runners):
-        for gi, plan in enumerate(plans):
-            sweep.block(r, plan, sink, (mi, gi))
-    return Evaluation(table=sink.table() if own else None, plans=plans, reference=reference, param_columns=params,
+    out = TableSink() if own else WriteBehind(sink)  # a run's files are written behind the sweep
+    out.begin(sweep_layout([r.name for r in runners], plans, task))
+    try:
+        for mi, r in enumerate(runners):
+            for gi, plan in enumerate(plans):
+                sweep.block(r, plan, out, (mi, gi))
+    except BaseException:
+        if not own:
+            out.abort()
+        raise
+    if not own:
+        out.close()
+    return Evaluation(table=out.table() if own else None, plans=plans, reference=reference, param_columns=params,
                       task=task.name)

@@ -336,11 +336,13 @@ def resolve_batch_size(p: Prepared, batch_size: int | str) -> int:
     return autotune_batch_size(p.runners, p.dataset.inputs[:1].to(p.device))
 
 
-def estimate_seconds(p: Prepared, batch_size: int) -> tuple[int, float]:
-    """Inputs the sweep will run and a rough time: one timed forward pass per model."""
+def estimate_seconds(p: Prepared, batch_size: int, limit: float | None = None) -> tuple[int, float]:
+    """Inputs the sweep will run and a rough time: one timed forward pass per model (with ``limit``,
+    in seconds, a time known to stay under it is not timed again: see :func:`seconds_per_input`)."""
     total = p.n_inputs() // max(1, len(p.runners))
     b = max(1, min(batch_size, 64, total))
-    per_input = seconds_per_input(p.runners, p.dataset.inputs[:1].to(p.device), b)
+    within = None if limit is None else limit / max(1, total)
+    per_input = seconds_per_input(p.runners, p.dataset.inputs[:1].to(p.device), b, within)
     return len(p.runners) * total, per_input * total
 
 

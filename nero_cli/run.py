@@ -209,8 +209,9 @@ def _checked_batch_size(p: Prepared, batch_size: int | str, amp: bool, yes: bool
     if amp and p.device.type != "cuda":
         p.warnings.append("--amp has no effect on the CPU (autocast is used on CUDA only)")
     if not yes:
-        n_inputs, seconds = estimate_seconds(p, size)
-        if seconds > LONG_RUN_SECONDS * (ranks[1] if ranks else 1):
+        limit = LONG_RUN_SECONDS * (ranks[1] if ranks else 1)
+        n_inputs, seconds = estimate_seconds(p, size, limit)
+        if seconds > limit:
             raise OptionError(f"this sweep runs {n_inputs:,} inputs, about {_duration(seconds)} here; add --yes to "
                               "run it, or use a coarser grid (a larger step) or --limit")
     return size

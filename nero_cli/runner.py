@@ -18,6 +18,8 @@ from .models import LoadedModel, expected_input
 
 LONG_RUN_SECONDS = 3600.0
 AUTO_BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
+#: Bytes of transformed inputs at most per call of the orbit's action (several passes' elements).
+ORBIT_BYTES = 16 * 2**20
 TORCHSCRIPT_PREAMBLE = "The following operation failed in the TorchScript interpreter"
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception)): ?(.*)$")
 
@@ -82,6 +84,7 @@ class ModelRunner:
         self.amp, self.channels_last = amp, channels_last
         self.normalize = norm = normalize or model.meta.normalize
         self.norm = None
+        self.bound: float | None = None  # seconds per input at most, once timed (repeatability_warnings)
         if norm is not None:
             mean = torch.tensor(norm[0], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
             std = torch.tensor(norm[1], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -133,15 +136,21 @@ class ModelRunner:
         by the task's ``prepare``."""
         b = x.shape[0]
         todo = list(range(elements)) if isinstance(elements, int) else list(elements)
+        # the action transforms as many passes' elements at once as fit in ORBIT_BYTES (one call
+        # per element cost a tenth of a small CNN's time); each element's images are the same
+        span = per_pass * max(1, ORBIT_BYTES // max(1, x.numel() * x.element_size() * per_pass))
         outs = []
         with torch.inference_mode():
-            for e0 in range(0, len(todo), per_pass):
-                idx = todo[e0 : e0 + per_pass]
-                xb = action(x, idx)
-                out = prepare(self(xb.reshape(len(idx) * b, *xb.shape[2:])), len(idx) * b, self.name)
-                outs.append(out.reshape(len(idx), b, *out.shape[1:]))
-                if progress:
-                    progress(len(idx) * b)
+            for s0 in range(0, len(todo), span):
+                xs = action(x, todo[s0 : s0 + span])
+                for e0 in range(0, xs.shape[0], per_pass):
+                    xb = xs[e0 : e0 + per_pass]
+                    k = xb.shape[0]
+                    out = prepare(self(xb.reshape(k * b, *xb.shape[2:])), k * b, self.name)
+                    outs.append(out.reshape(k, b, *out.shape[1:]))
+                    if progress:
+                        progress(k * b)
+                del xs
         return torch.cat(outs, 0)
 
 
@@ -151,12 +160,19 @@ def _tensor(v: Any) -> torch.Tensor | None:
 
 def repeatability_warnings(runners: Sequence[ModelRunner], x: torch.Tensor) -> list[str]:
     """Warn about models whose outputs differ between two identical calls (dropout left active,
-    random ops): their NERO plots mix the symmetry with noise."""
+    random ops): their NERO plots mix the symmetry with noise. The second call is timed: each
+    runner's ``bound`` is then an upper bound of its seconds per input in batches (see
+    :func:`seconds_per_input`)."""
     out = []
     for r in runners:
         try:
             with torch.inference_mode():
-                a, b = _tensor(r(x)), _tensor(r(x))
+                a = _tensor(r(x))
+                t = time.perf_counter()
+                b = _tensor(r(x))
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                r.bound = (time.perf_counter() - t) / max(1, len(x))
         except Exception:  # noqa: BLE001 - the sweep reports a failing model with its own message
             continue
         if a is not None and b is not None and a.shape == b.shape and not torch.equal(a, b):
@@ -166,9 +182,16 @@ def repeatability_warnings(runners: Sequence[ModelRunner], x: torch.Tensor) -> l
     return out
 
 
-def seconds_per_input(runners: Sequence[ModelRunner], one: torch.Tensor, batch: int) -> float:
+def seconds_per_input(runners: Sequence[ModelRunner], one: torch.Tensor, batch: int,
+                      within: float | None = None) -> float:
     """Seconds per input of all models together, from one timed pass of ``batch`` copies of
-    ``one`` after a warm-up (0 for a model that fails: the sweep reports it properly)."""
+    ``one`` after a warm-up (0 for a model that fails: the sweep reports it properly).
+    ``within``: a number of seconds per input; when the runners' ``bound`` (timed on a few inputs,
+    where a model is at its slowest per input) together stay under it, that bound is returned
+    untimed (a small sweep need not pay two more forward passes to learn it is short)."""
+    bounds = [getattr(r, "bound", None) for r in runners]
+    if within is not None and None not in bounds and sum(bounds) <= within:  # type: ignore[arg-type]
+        return float(sum(bounds))  # type: ignore[arg-type]
     x = one.expand(batch, *one.shape[1:]).contiguous()
     total = 0.0
     for r in runners:

@@ -60,12 +60,10 @@ class CurveSums:
 
     def _subsets(self, names: np.ndarray) -> np.ndarray:
         """Subset index of each class name, adding unseen classes."""
-        out = np.empty(len(names), dtype=np.int64)
-        for i, name in enumerate(names.tolist()):
-            k = self.classes.get(name)
-            if k is None:
-                k = self.classes[name] = len(self.classes) + 1
-            out[i] = k
+        uniq, first, inverse = np.unique(names, return_index=True, return_inverse=True)
+        for j in np.argsort(first, kind="stable"):  # unseen classes numbered in order of appearance
+            self.classes.setdefault(uniq[j], len(self.classes) + 1)
+        out = np.array([self.classes[u] for u in uniq.tolist()], dtype=np.int64)[inverse.reshape(-1)]
         grow = len(self.classes) + 1 - self.size.shape[0]
         if grow > 0:
             pad = ((0, grow), (0, 0), (0, 0))

@@ -114,13 +114,16 @@ class ImageAction:
         if (h, w) != self.size:
             raise ValueError(f"images are {h}×{w}, the action was built for {self.size[0]}×{self.size[1]}")
         indices = list(indices)
-        out = images.new_empty((len(indices), n, c, h, w))
         gather = [j for j, i in enumerate(indices) if self._exact[i] is not None]
         warp = [j for j, i in enumerate(indices) if self._exact[i] is None]
-        if gather:
-            out[gather] = self._gather(images, [indices[j] for j in gather])
-        if warp:
-            out[warp] = self._warp(images, [indices[j] for j in warp])
+        if not gather or not warp:  # one kind only: no copy into a shared output
+            out = (self._gather(images, indices) if gather else self._warp(images, indices)).contiguous()
+        else:
+            out = images.new_empty((len(indices), n, c, h, w))
+            pos = torch.tensor(gather, device=images.device)
+            out.index_copy_(0, pos, self._gather(images, [indices[j] for j in gather]))
+            pos = torch.tensor(warp, device=images.device)
+            out.index_copy_(0, pos, self._warp(images, [indices[j] for j in warp]))
         if self.mask == "circle":
             out.mul_(self._disc(images.device, images.dtype))
         return out
@@ -184,7 +187,12 @@ class ImageAction:
     def _sample(self, src: Tensor, indices: list[int]) -> Tensor:
         """``grid_sample`` of ``src`` ``(g, NC, H, W)``, element ``indices[j]`` on ``src[j]``; with
         ``antialias=K`` each output pixel averages K×K samples spread over its area."""
-        grid = torch.stack([self._grid(i, src.device, src.dtype) for i in indices])  # (g, KH, KW, 2)
+        key = ("grids", tuple(indices), src.device, src.dtype)
+        grid = self._cache.get(key)
+        if grid is None:  # (g, KH, KW, 2); a sweep asks for the same elements chunk after chunk
+            grid = torch.stack([self._grid(i, src.device, src.dtype) for i in indices])
+            if len(self._cache) < 4096:
+                self._cache[key] = grid
         out = F.grid_sample(src, grid, mode=self.interp, padding_mode=self.padding, align_corners=False)
         return F.avg_pool2d(out, self.antialias) if self.antialias > 1 else out
 

@@ -1,0 +1,128 @@
+"""What the sweep does around the model, made cheaper for issue 14: the untimed estimate of a
+short sweep, the orbit's action over several passes at once, the writer thread and the
+throttled progress bar. Each keeps the results of the simple way."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from nero_cli.models import LoadedModel
+from nero_cli.runner import ModelRunner, repeatability_warnings, seconds_per_input
+from nero_cli.write_behind import WriteBehind
+
+
+class Counting(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        self.calls += 1
+        return self.lin(x.reshape(len(x), -1)[:, :4])
+
+
+def _runner() -> tuple[ModelRunner, Counting]:
+    m = Counting()
+    return ModelRunner(LoadedModel("counting", m, "<python object>", "module")), m
+
+
+def test_a_short_sweep_is_not_timed_again():
+    r, m = _runner()
+    x = torch.zeros(8, 1, 2, 2)
+    assert repeatability_warnings([r], x) == [] and m.calls == 2 and r.bound is not None and r.bound > 0
+    calls = m.calls
+    assert seconds_per_input([r], x[:1], 64, within=r.bound * 2) == r.bound  # under the limit: the bound
+    assert m.calls == calls
+    got = seconds_per_input([r], x[:1], 64, within=r.bound / 1e9)  # might exceed it: timed on a batch
+    assert m.calls == calls + 2 and got > 0
+    r2, m2 = _runner()  # never timed: always timed on a batch
+    seconds_per_input([r2], x[:1], 64, within=1e9)
+    assert m2.calls == 2
+
+
+def test_action_over_several_passes_gives_the_same_outputs(monkeypatch):
+    """runner.orbit transforms several passes' elements per action call (ORBIT_BYTES); the outputs
+    equal one call per pass, bit for bit, and every pass holds the same inputs."""
+    from nero_cli import runner as R
+    from nero_cli.prepare import prepare
+    from nero_cli.core import plan_orbits
+
+    p = prepare(["sample:mnist-cnn"], "sample:mnist500", ["rotation:step=15"], device="cpu", limit=16)
+    plan = plan_orbits(p.specs)[0]
+    action = p.task.make_action(plan.spec, p.dataset)
+    x, g, r = p.dataset.inputs[:16], len(plan.group), p.runners[0]
+    calls = []
+
+    def counted(xx, idx):
+        calls.append(list(idx))
+        return action(xx, idx)
+
+    together = r.orbit(x, counted, g, 2, p.task.prepare)
+    assert len(calls) == 1 and calls[0] == list(range(g))
+    monkeypatch.setattr(R, "ORBIT_BYTES", 1)  # one pass per call, as before
+    calls.clear()
+    apart = r.orbit(x, counted, g, 2, p.task.prepare)
+    assert len(calls) == (g + 1) // 2 and torch.equal(together, apart)
+
+
+class Recording:
+    def __init__(self, fail_at: int | None = None, delay: float = 0.0):
+        self.rows, self.fail_at, self.delay, self.threads = [], fail_at, delay, set()
+
+    def begin(self, layout):
+        self.layout = layout
+
+    def add(self, b, samples, labels, cols):
+        self.threads.add(threading.get_ident())
+        time.sleep(self.delay)
+        if self.fail_at is not None and len(self.rows) == self.fail_at:
+            raise OSError("disk full")
+        self.rows.append((b, samples.tolist()))
+
+
+def test_write_behind_keeps_the_order_and_runs_off_the_sweep_thread():
+    sink = Recording(delay=0.001)
+    w = WriteBehind(sink)
+    w.begin("layout")
+    for i in range(50):
+        w.add((0, i % 3), np.array([i]), np.array([-1]), {})
+    w.close()
+    assert sink.rows == [((0, i % 3), [i]) for i in range(50)]
+    assert threading.get_ident() not in sink.threads and sink.layout == "layout"
+
+
+def test_write_behind_hands_the_writer_error_to_the_sweep():
+    w = WriteBehind(Recording(fail_at=3))
+    w.begin(None)
+    with pytest.raises(OSError, match="disk full"):
+        for i in range(100):  # raised at a later add (or at close), never lost
+            w.add((0, 0), np.array([i]), np.array([-1]), {})
+        w.close()
+
+
+def test_write_behind_abort_stops_writing():
+    sink = Recording(delay=0.05)
+    w = WriteBehind(sink, depth=2)
+    w.begin(None)
+    for i in range(10):
+        w.add((0, 0), np.array([i]), np.array([-1]), {})
+    w.abort()
+    n = len(sink.rows)
+    time.sleep(0.2)
+    assert len(sink.rows) == n < 10  # nothing written after abort returned; the queue was dropped
+
+
+def test_progress_bar_counts_every_input(monkeypatch):
+    from nero_cli.console import Bar
+
+    bar = Bar(1000)
+    for _ in range(100):
+        bar.advance(10)  # most within 0.1 s of the last update: counted, shown later
+    bar.close()
+    assert bar._p.tasks[0].completed == 1000
