@@ -2,6 +2,8 @@
 against the bare forward pass, and the time to the first progress update.
 
 Usage: ``python benchmarks/scale.py [--parts memory,ratios,startup] [--sizes 2000,20000,200000]``
+(``--parts cuda_ratios`` on a machine with a CUDA GPU: the ratios in wall seconds on the device;
+``benchmarks/gpu_check.sh`` runs it)
 Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged into it).
 
 - memory: ``nero evaluate`` of a tiny linear model (``benchmarks/tiny.py``) over ``sample:mnist500``
@@ -171,6 +173,37 @@ def ratios(folder: Path) -> dict:
     return table
 
 
+def cuda_ratios(folder: Path) -> dict:
+    """On a CUDA device, in wall seconds (the device does the work): the bare forward pass over the
+    pre-transformed orbit already on the device, against ``nero evaluate --device cuda`` (start-up,
+    reading, the chunks' copies to the device, which nero starts a chunk ahead, and writing)."""
+    table = {}
+    for name, model, n, group, batch in RATIO_CASES:
+        xs, m, reps, trips = _orbit(model, n, group)
+        xs, m = xs.cuda(), m.cuda()
+
+        def bare() -> None:
+            with torch.inference_mode():
+                for i in range(0, len(xs), batch):
+                    m(xs[i:i + batch])
+            torch.cuda.synchronize()
+
+        bare()
+        per_s = len(xs) / best_of(bare)
+        inputs = len(xs) * reps
+        args = [model, "--data", str(tiled(n, folder)), "-g", group, "--batch-size", str(batch), "--random-init",
+                "--device", "cuda"]
+        row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_inputs_per_s": round(per_s, 1)}
+        for label, extra, passes in (("no_floor", ["--no-floor"], inputs), ("floor", [], inputs + n * trips)):
+            r = run_cli([*args, *extra], folder / "run")
+            row[label] = {"wall_seconds": round(r["seconds"], 2), "ratio": round(inputs / r["seconds"] / per_s, 3),
+                          "forward_passes": passes, "model_share": round(passes / per_s / r["seconds"], 3)}
+        table[name] = row
+        print(f"  {name} on CUDA: end to end / bare: --no-floor {row['no_floor']['ratio']}, with the floor "
+              f"{row['floor']['ratio']} (model share {row['floor']['model_share']})", flush=True)
+    return table
+
+
 def _stats(values: list[float]) -> dict:
     return {"best": round(min(values), 3), "median": round(statistics.median(values), 3)}
 
@@ -199,7 +232,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(__file__).with_name("scale.json")
     result = json.loads(out.read_text()) if out.exists() else {}
-    result = {k: v for k, v in result.items() if k in ("memory", "ratios", "startup")}
+    result = {k: v for k, v in result.items() if k in ("memory", "ratios", "startup", "cuda_ratios")}
     with tempfile.TemporaryDirectory() as tmp:
         for part in args.parts.split(","):
             print(f"== {part}", flush=True)
@@ -207,6 +240,8 @@ def main() -> None:
                 result["memory"] = memory([int(s) for s in args.sizes.split(",")], Path(tmp))
             elif part == "ratios":
                 result["ratios"] = ratios(Path(tmp))
+            elif part == "cuda_ratios":
+                result["cuda_ratios"] = cuda_ratios(Path(tmp))
             elif part == "startup":
                 result["startup"] = startup(Path(tmp))
                 print(f"  {result['startup']}", flush=True)

@@ -152,6 +152,10 @@ class Cache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
+    def has(self, key: str) -> bool:
+        """Whether an entry of ``key`` is stored (it may still turn out damaged on :meth:`get`)."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> pd.DataFrame | None:
         """The entry of ``key`` (refreshing its modification time, for the LRU order), or None."""
         path = self._path(key)

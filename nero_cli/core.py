@@ -26,6 +26,7 @@ from .runner import ModelRunner
 from .stream import Layout, TableSink, key_columns
 from .tasks import Chunk, TaskRecord
 from .tasks.base import scored_columns
+from .prefetch import ChunkLoader
 from .write_behind import WriteBehind
 
 Progress = Callable[[int], None]
@@ -188,11 +189,29 @@ class Sweep:
         if self.chunk_samples:  # a shard of a larger run: the same chunks as the whole run
             per_chunk = self.chunk_samples
             per_pass = max(1, min(g, self.batch_size // per_chunk))
+        loader = ChunkLoader(data.inputs, per_chunk, runner.device)
+        try:
+            yield from self._chunks(runner, plan, parts, loader, per_pass, (action, output))
+        finally:
+            loader.close()
+
+    def _chunks(self, runner: ModelRunner, plan: OrbitPlan, parts: dict[str, Any], loader: ChunkLoader,
+                per_pass: int, how: tuple[Any, Any]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """:meth:`_score_chunks` with its chunks from ``loader`` and the task's action and output type."""
+        data, task, g, per_chunk = self.data, self.task, len(plan.group), loader.size
+        action, output = how
+
+        def key(s0: int) -> str | None:
+            return make_key({**parts, "name": runner.name, "s0": s0, "per_chunk": per_chunk}) if self.chunks else None
+
         for s0 in range(0, len(data), per_chunk):
-            ckey = make_key({**parts, "name": runner.name, "s0": s0, "per_chunk": per_chunk}) if self.chunks else None
+            ckey = key(s0)
             done = self.chunks.get(ckey) if ckey is not None else None
             if done is None:
-                x = data.inputs[s0 : s0 + per_chunk].to(runner.device)
+                x = loader.get(s0)
+                nxt = key(s0 + per_chunk)
+                if nxt is None or not self.chunks.has(nxt):  # the next chunk's samples are read ahead
+                    loader.prefetch(s0 + per_chunk)
                 outputs = runner.orbit(x, action, g, per_pass, task.prepare, self.progress)
                 if s0 == 0 and task.check is not None:
                     task.check(outputs, data, runner.name)

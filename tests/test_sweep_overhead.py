@@ -126,3 +126,50 @@ def test_progress_bar_counts_every_input(monkeypatch):
         bar.advance(10)  # most within 0.1 s of the last update: counted, shown later
     bar.close()
     assert bar._p.tasks[0].completed == 1000
+
+
+def test_chunk_loader_gives_the_slices_on_the_cpu():
+    from nero_cli.prefetch import ChunkLoader
+
+    x = torch.arange(50.0).reshape(10, 5)
+    loader = ChunkLoader(x, 4, torch.device("cpu"))
+    loader.prefetch(4)  # nothing to do on the CPU
+    assert [loader.get(s).tolist() for s in (0, 4, 8)] == [x[0:4].tolist(), x[4:8].tolist(), x[8:].tolist()]
+    assert loader.prefetched == 0
+    loader.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+def test_chunk_loader_prefetches_on_cuda():
+    from nero_cli.prefetch import ChunkLoader
+
+    x = torch.randn(100, 3, 8, 8)
+    loader = ChunkLoader(x, 16, torch.device("cuda"))
+    got = []
+    for s0 in range(0, 100, 16):
+        chunk = loader.get(s0)
+        loader.prefetch(s0 + 16)
+        got.append((chunk * 2).cpu())  # work on the compute stream, after the side stream's copy
+    loader.close()
+    assert torch.equal(torch.cat(got), x * 2) and loader.prefetched == 6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+def test_a_cuda_sweep_prefetches_every_chunk_but_the_first(monkeypatch):
+    from nero_cli import prefetch
+    from nero_cli.api import evaluate
+
+    served = []
+    close = prefetch.ChunkLoader.close
+
+    def counting_close(self):
+        served.append(self.prefetched)
+        close(self)
+
+    monkeypatch.setattr(prefetch.ChunkLoader, "close", counting_close)
+    gpu = evaluate("sample:mnist-cnn", "sample:mnist500", groups=["rotation:step=30"], device="cuda", limit=100,
+                   batch_size=32)
+    cpu = evaluate("sample:mnist-cnn", "sample:mnist500", groups=["rotation:step=30"], device="cpu", limit=100,
+                   batch_size=32)
+    assert served == [3]  # 100 samples in chunks of 32: four chunks, three loaded ahead
+    assert np.allclose(gpu.table["confidence"], cpu.table["confidence"], atol=1e-4)
