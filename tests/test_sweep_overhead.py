@@ -63,6 +63,7 @@ def test_action_over_several_passes_gives_the_same_outputs(monkeypatch):
         calls.append(list(idx))
         return action(xx, idx)
 
+    monkeypatch.setattr(R, "ORBIT_BYTES", 2**30)  # every element in one call
     together = r.orbit(x, counted, g, 2, p.task.prepare)
     assert len(calls) == 1 and calls[0] == list(range(g))
     monkeypatch.setattr(R, "ORBIT_BYTES", 1)  # one pass per call, as before
