@@ -3,7 +3,8 @@
 Runs are read only through :func:`nero_cli.runrecord.open_run`: the parameter columns, the plot
 kind and parameters of each group, its identity, the class names and the task (with its metric
 registry) come from the run record; the aggregate curves are ``summary.csv``; the per-sample
-columns are ``results.csv``. :func:`build_report_data` returns the JSON the page reads:
+columns are the run's vectors (memory-mapped, only the shown samples' rows read), or ``results.csv``
+for a run written without them (:mod:`nero_cli.report_rows`). :func:`build_report_data` returns the JSON the page reads:
 views (one per task and group spec, models of every run that evaluated it overlaid), data sets
 (the samples shown, their classes and thumbnails), per-sample columns and reductions, the
 summary rows, checkpoint series and the list of runs.
@@ -24,6 +25,7 @@ from .data import load_selected
 from .errors import first_line
 from .plot_floor import FLOOR_COLUMN, FLOORED_METRICS
 from .plots import model_colors
+from .report_rows import TableRows, VectorRows
 from .report_media import REDUCTION_NAMES, camera_matrix, rounded, rounded_list, sample_media
 from .report_summary import row_values, summary_columns
 from .report_views import View, build_views, entry_json, natural_key
@@ -41,7 +43,7 @@ class ReportRun:
     """A run record with its tables and the names the page shows."""
 
     rec: RunRecord
-    table: pd.DataFrame  # results.csv
+    rows: TableRows | VectorRows  # the per-sample rows: the vectors, or results.csv
     agg: pd.DataFrame  # summary.csv
     name: str = ""
     display: dict[str, str] = field(default_factory=dict)  # model -> name on the page
@@ -69,9 +71,12 @@ class ReportRun:
 
 
 def load_run(run_dir: Path | str) -> ReportRun:
-    """A complete run folder and its tables (one error line when it is missing, unfinished or damaged)."""
+    """A complete run folder and its tables (one error line when it is missing, unfinished or damaged):
+    its vectors when it has them (results.csv is then never loaded), else results.csv."""
     rec = open_run(run_dir)
-    return ReportRun(rec, rec.results(), rec.aggregate())
+    vectors = rec.vectors()
+    rows = VectorRows(vectors, rec.task) if vectors is not None else TableRows(rec.results(), rec.task)
+    return ReportRun(rec, rows, rec.aggregate())
 
 
 def name_runs(runs: Sequence[Any]) -> None:
@@ -144,7 +149,7 @@ def sample_sets(runs: list[ReportRun], max_samples: int, thumbnails: bool, warn:
         groups.setdefault(r.data_key, []).append(r)
     out = {}
     for key, members in groups.items():
-        ids = np.array(sorted({int(s) for r in members for s in r.table["sample"].unique()}), dtype=np.int64)
+        ids = np.unique(np.concatenate([r.rows.sample_ids() for r in members]))
         total = len(ids)
         if total > max_samples:
             ids = ids[np.unique(np.linspace(0, total - 1, max_samples).round().astype(int))]
@@ -154,23 +159,6 @@ def sample_sets(runs: list[ReportRun], max_samples: int, thumbnails: bool, warn:
             if loaded is not None:
                 break
         out[key] = SampleSet(key, members, ids, total, loaded)
-    return out
-
-
-def _sample_classes(table: pd.DataFrame, class_names: list[str] | None) -> dict[int, tuple[int, str]]:
-    """Per sample id: (class id, class name) as summary.csv counts it (label, else reference)."""
-    first = table.drop_duplicates("sample")
-    ids = first["label"].to_numpy()
-    if "reference" in first:
-        ids = np.where(ids >= 0, ids, first["reference"].to_numpy())
-    out = {}
-    for s, c in zip(first["sample"].to_numpy(), ids):
-        try:
-            c = int(c)
-        except (TypeError, ValueError):
-            c = -1
-        if c >= 0:
-            out[int(s)] = (c, class_names[c] if class_names and 0 <= c < len(class_names) else str(c))
     return out
 
 
@@ -200,10 +188,9 @@ def dataset_json(index: int, s: SampleSet) -> dict[str, Any]:
     class_names = r0.rec.class_names
     classes: dict[int, tuple[int, str]] = {}
     for r in s.runs:
-        for sid, c in _sample_classes(r.table, class_names).items():
+        for sid, c in r.rows.classes(class_names).items():
             classes.setdefault(sid, c)
-    labels = {int(sid): int(lbl) for sid, lbl in r0.table.drop_duplicates("sample")[["sample", "label"]].to_numpy()
-              if not (isinstance(lbl, float) and np.isnan(lbl))}
+    labels = r0.rows.labels()
     first_id = {}
     for cid, cname in classes.values():
         first_id[cname] = min(first_id.get(cname, cid), cid)
@@ -354,8 +341,7 @@ def build_report_data(runs: list[ReportRun], *, max_samples: int = DEFAULT_MAX_S
         "summary": {"rows": summary_rows(runs), "higher": higher_is_better(runs)},
         "epochs": epoch_series(entries),
         "epochMetric": epoch_metric(runs),
-        "boolColumns": sorted({c.name for r in runs for c in r.task.columns
-                               if c.name in r.table and r.table[c.name].dtype == bool}),
+        "boolColumns": sorted({c for r in runs for c in r.rows.bool_columns()}),
         "runs": runs_json(runs),
         "maxSamples": max_samples,
         "floor": {"column": FLOOR_COLUMN, "metrics": list(FLOORED_METRICS), "label": "resampling floor"},

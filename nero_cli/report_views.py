@@ -2,7 +2,7 @@
 
 A view's elements, parameter columns, plot kind, plot parameters and identity come from the
 run record (``run.plots``, ``run.param_columns``); its aggregate curves from ``summary.csv``;
-each entry's per-sample columns from ``results.csv``, and the results column a metric reads
+each entry's per-sample columns from the run's vectors or ``results.csv`` (:mod:`nero_cli.report_rows`), and the results column a metric reads
 from the task's metric registry. Runs of the same group on different grids share a view, each
 model at its own elements (:mod:`nero_cli.report_grid`).
 """
@@ -122,32 +122,6 @@ def build_views(runs: Sequence[Any], datasets: dict[str, dict[str, Any]], metric
 # Entries: one model of one run in a view
 
 
-@dataclass
-class Grid:
-    """Where each results row of one model and group lands in the (shown samples x view elements) grid;
-    ``own``: the view elements of the member's grid, in its order."""
-
-    rows: np.ndarray
-    elements: np.ndarray
-    ok: np.ndarray
-    shape: tuple[int, int]
-    own: np.ndarray
-
-    @classmethod
-    def of(cls, tm: pd.DataFrame, ids: np.ndarray, own: np.ndarray, g: int) -> "Grid":
-        sv = tm["sample"].to_numpy().astype(np.int64)
-        srow = np.clip(np.searchsorted(ids, sv), 0, max(len(ids) - 1, 0))
-        srow = np.where(ids[srow] == sv, srow, -1) if len(ids) else np.full(len(sv), -1)
-        el = tm["element"].to_numpy().astype(int)
-        ok = (srow >= 0) & (el >= 0) & (el < len(own))
-        return cls(srow, own[np.where(ok, el, 0)] if len(own) else el, ok, (len(ids), g), own)
-
-    def fill(self, values: Any) -> np.ndarray:
-        arr = np.full(self.shape, np.nan, dtype=np.float64)
-        arr[self.rows[self.ok], self.elements[self.ok]] = np.asarray(values, dtype=np.float64)[self.ok]
-        return arr
-
-
 def _along(ac: pd.DataFrame, column: str, own: np.ndarray, g: int) -> list:
     """A summary.csv column of one class subset as a curve over the view's ``g`` elements (None where
     missing, and at the elements of other grids); ``own`` maps the member's elements to the view's."""
@@ -169,37 +143,37 @@ def _agg_curves(am: pd.DataFrame, metrics: Sequence[str], own: np.ndarray, g: in
     return out
 
 
-def _sample_columns(tm: pd.DataFrame, task: Any, grid: Grid) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The task's results columns per (sample, element); a column that is not a metric and holds one
-    value per sample over the whole orbit (the reference class) is embedded once per sample."""
+def _sample_columns(block: dict[str, np.ndarray], task: Any, own: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The task's results columns per (sample, element) (``block``: the shown samples' rows,
+    :mod:`nero_cli.report_rows`); a column that is not a metric and holds one value per sample
+    over the whole orbit (the reference class) is embedded once per sample."""
     metric_cols = {m.column for m in task.metrics}
     cols: dict[str, Any] = {}
     per_sample: dict[str, Any] = {}
-    for c in (c.name for c in task.columns if c.name in tm):
-        arr = grid.fill(tm[c].to_numpy())
-        own = arr[:, grid.own]
-        if c not in metric_cols and np.all((own == own[:, :1]) | np.isnan(own)):
-            first = np.where(np.isnan(own), -np.inf, own).max(axis=1)
+    for c, arr in block.items():
+        mine = arr[:, own]
+        if c not in metric_cols and np.all((mine == mine[:, :1]) | np.isnan(mine)):
+            first = np.where(np.isnan(mine), -np.inf, mine).max(axis=1)
             per_sample[c] = encode_column(np.where(np.isinf(first), np.nan, first))
         else:
             cols[c] = encode_column(arr)
     return cols, per_sample
 
 
-def _reductions(tm: pd.DataFrame, task: Any, metrics: Sequence[str], grid: Grid, reducer: Any,
+def _reductions(block: dict[str, np.ndarray], task: Any, metrics: Sequence[str], own: np.ndarray, reducer: Any,
                 what: str) -> dict[str, Any]:
     """Per metric and method, the 2-D embedding of every shown sample's curve."""
     red: dict[str, Any] = {}
     for metric in metrics:
         col = task.metric(metric).column
-        if col not in tm:
+        if col not in block:
             continue
-        arr = grid.fill(tm[col].to_numpy(dtype=np.float64))[:, grid.own]
+        arr = block[col][:, own]
         good = np.isfinite(arr).all(axis=1)
         red[metric] = {}
         for method in reducer.methods:
             reducer.step(f"{what} / {metric}", method)
-            coords = np.full((grid.shape[0], 2), np.nan)
+            coords = np.full((arr.shape[0], 2), np.nan)
             try:
                 if good.sum():
                     coords[good] = reduce_curves(arr[good], method, seed=reducer.seed)
@@ -215,9 +189,7 @@ def entry_json(view: View, mb: Member, model: str, ids: np.ndarray, color: str, 
     """One model of one run in ``view``: the view elements of its grid, its aggregate curves, and (when
     it evaluated the view's data set) its per-sample columns and reductions."""
     r, g, metrics = mb.run, view.json["n_elements"], view.json["metrics"]
-    t = r.table
-    tm = t[(t["group"] == mb.label) & (t["model"] == model)]
-    if tm.empty:
+    if not r.rows.has(model, mb.label):
         return None
     a = r.agg
     e: dict[str, Any] = {"name": r.display[model], "run": r.name, "model": model, "color": color, "data": mb.data_id,
@@ -225,9 +197,9 @@ def entry_json(view: View, mb: Member, model: str, ids: np.ndarray, color: str, 
                          "agg": _agg_curves(a[(a["group"] == mb.label) & (a["model"] == model)], metrics, mb.elements, g),
                          "cols": {}, "perSample": {}, "red": {}}
     if r.data_key == view.run.data_key:
-        grid = Grid.of(tm, ids, mb.elements, g)
-        e["cols"], e["perSample"] = _sample_columns(tm, r.task, grid)
-        e["red"] = _reductions(tm, r.task, metrics, grid, reducer, f"{view.json['label']} / {r.display[model]}")
+        block = r.rows.block(model, mb.label, ids, mb.elements, g)
+        e["cols"], e["perSample"] = _sample_columns(block, r.task, mb.elements)
+        e["red"] = _reductions(block, r.task, metrics, mb.elements, reducer, f"{view.json['label']} / {r.display[model]}")
     return e
 
 

@@ -1,20 +1,23 @@
-"""The per-sample NERO vectors of a run, stored compactly for ``nero report`` (issue 14).
+"""The per-sample NERO vectors of a run, stored as binary arrays for ``nero report`` (issue 14).
 
 A run folder's ``vectors/`` holds
 
-- ``b{m}_{g}.npy`` per model × group block: float32 of shape ``(samples, elements, columns)``,
+- ``b{m}_{g}.npy`` per model × group block: float64 of shape ``(samples, elements, columns)``,
   every task column of ``results.csv`` in its order, samples in the block's (results.csv's) order;
 - ``samples.npy``: int64 ``(samples, 2)``, each row's sample id and label (the same for every block);
 - ``index.json``: the columns (with their dtypes in results.csv), and per block its model, group
   label, file and element count.
 
-The numbers are those of ``results.csv`` as ``nero report`` embeds them: a float is rounded to 9
-significant digits as the CSV writes it (:func:`decimal9`, the value pandas reads back), then to
-float32; integers and booleans become float32 as the page's columns do. So the page built from the
-vectors is the page built from ``results.csv``, number for number, while the report reads only the
-shown samples' rows (memory-mapped) instead of the whole table. The files are written while the run
-streams (each chunk appended after a reserved header, the header written when the block is
-complete), in the run's sample order, so reruns, merged shards and torchrun give the same bytes.
+The numbers are those ``nero report`` reads from ``results.csv``: a float rounded to 9 significant
+digits as the CSV writes it (:func:`decimal9`, the value pandas reads back), an integer or a boolean
+as a float64. So the page built from the vectors is the page built from ``results.csv``, byte for
+byte, while the report reads only the shown samples' rows (memory-mapped) instead of the whole
+table. They are float64, not float32: the page embeds float32 columns, but its reductions start
+from these numbers, and t-SNE given them rounded to float32 draws another layout (measured).
+
+The files are written while the run streams (each chunk appended after a reserved header, the
+header written when the block is complete), in the run's sample order, so reruns, merged shards
+and torchrun give the same bytes.
 run.json's ``vectors`` records every file's sha256; :func:`open_vectors` checks them.
 """
 
@@ -34,7 +37,7 @@ from .errors import OutputError
 from .model_formats import sha256_file
 
 FOLDER, INDEX, SAMPLES = "vectors", "index.json", "samples.npy"
-DTYPE = "<f4"
+DTYPE = "<f8"
 #: Bytes reserved for a ``.npy`` header (format 1.0): room for any shape, and what ``numpy.save``
 #: writes for the shapes of a run (so the files equal numpy's own).
 HEADER = 128
@@ -73,9 +76,9 @@ def decimal9(x: Any) -> np.ndarray:
 
 
 def page_values(v: Any) -> np.ndarray:
-    """A results column as float32, as the report embeds it: floats through :func:`decimal9` first."""
+    """A results column as the report reads it from results.csv, as float64 (floats through :func:`decimal9`)."""
     v = np.asarray(v)
-    return (decimal9(v) if v.dtype.kind == "f" else v).astype(np.float32)
+    return decimal9(v) if v.dtype.kind == "f" else v.astype(np.float64)
 
 
 # ------------------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ class Vectors:
         return {c: np.dtype(d) for c, d in self.index["columns"]}
 
     def block(self, model: str, group: str) -> np.ndarray | None:
-        """The ``(samples, elements, columns)`` float32 array of one model and group, memory-mapped."""
+        """The ``(samples, elements, columns)`` float64 array of one model and group, memory-mapped."""
         entry = next((e for e in self.index["blocks"] if e["model"] == model and e["group"] == group), None)
         if entry is None:
             return None
