@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,15 +68,11 @@ def place(tmp_path_factory) -> Path:
     assert r.exit_code == 0, r.output
     (root / "afile").write_text("not a folder")
     damaged = root / "damaged"
-    damaged.mkdir()
-    for f in (root / "run").iterdir():
-        (damaged / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(root / "run", damaged)  # with its vectors/ folder
     with open(damaged / "results.csv", "a") as fh:
         fh.write("edited\n")
     unfinished = root / "unfinished"
-    unfinished.mkdir()
-    for f in (root / "run").iterdir():
-        (unfinished / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(root / "run", unfinished)
     info = json.loads((unfinished / "run.json").read_text())
     (unfinished / "run.json").write_text(json.dumps({**info, "status": "running"}))
     return root
