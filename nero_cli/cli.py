@@ -146,6 +146,7 @@ def evaluate(
     score_threshold: float = typer.Option(0.5, "--score-threshold", help="detection: predictions counted for precision/recall/F1."),
     plot_samples: str = typer.Option("worst:1,spread:2", "--plot-samples", help="Individual plots: a comma list of worst:K, best:K (by the primary metric), spread:K (where the models differ most) and sample ids, or none."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only (CSV, JSON), no plots."),
+    parquet: bool = typer.Option(False, "--parquet", help="Also write results.parquet, the same table (needs pyarrow: pip install 'nero[parquet]')."),
     no_floor: bool = typer.Option(False, "--no-floor", help="Skip the resampling floor (one more forward pass per non-exact element); its columns are left empty."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate everything again instead of reusing cached (checkpoint, data, group) results ($NERO_CACHE_DIR or ~/.cache/nero)."),
     gate: bool = typer.Option(False, "--gate", help="Run 'nero gate' on the fresh run with the thresholds of nero.toml / pyproject.toml; exit 1 if a check fails."),
@@ -201,7 +202,7 @@ def _run_evaluate(o: dict[str, Any]) -> None:
         resume=o["resume"], yes=o["yes"], shard=o["shard"], amp=o["amp"], compile=o["compile_"],
         channels_last=o["channels_last"], command=["nero", *sys.argv[1:]],
         progress_factory=None if o["quiet"] else console.Bar, configuration=o["configuration"],
-        resize=o["resize"], center_crop=o["center_crop"])
+        resize=o["resize"], center_crop=o["center_crop"], parquet=o["parquet"])
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     for w in result.warnings:

@@ -39,7 +39,7 @@ from .errors import OutputError
 MANIFESTS = {"run": "run.json", "report": "report.json", "plots": "plots.json"}
 #: What a partial folder of each kind may hold (files, folders ending in "/", or patterns such as "*.png").
 PARTIAL_FILES = {"run": ("run.json", "results.csv", "summary.csv", "summary.json", "shard.npz", "chunks/", "plots/",
-                         "stream/", "shard/", "vectors/",
+                         "stream/", "shard/", "vectors/", "results.parquet",
                          "lie.csv", "layers.csv", "search.csv"),
                  "report": ("report.json", "report.html", "figures/"),
                  "plots": ("plots.json", "*.png", "*.svg")}

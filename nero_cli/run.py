@@ -273,7 +273,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
                  command: Sequence[str] | None = None,
                  progress_factory: Callable[[int], Any] | None = None,
                  configuration: dict[str, Any] | None = None, resize: str | None = None,
-                 center_crop: bool = False) -> RunResult:
+                 center_crop: bool = False, parquet: bool = False) -> RunResult:
     """Evaluate ``models`` on ``data`` over ``groups`` and write the run directory ``out``.
 
     ``weights``, ``meta`` and ``names`` are matched to the models in order: ``weights``
@@ -290,8 +290,13 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
     ``status: running``), finished chunks of samples are kept there as they complete, and the
     directory is renamed to ``out`` only when every file is written (``status: complete``).
     After an interruption it stays, marked ``interrupted``; ``resume=True`` continues it, and
-    the results equal those of an uninterrupted run.
+    the results equal those of an uninterrupted run. ``parquet``: also write ``results.parquet``
+    (needs pyarrow, ``pip install 'nero[parquet]'``; checked before any work).
     """
+    if parquet:
+        from .parquet_out import require
+
+        require()
     o = SimpleNamespace(**locals())
     o.out, o.started = Path(out), _dt.datetime.now(_dt.timezone.utc)
     o.part, o.ranks = _split_mode(shard)
@@ -334,7 +339,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     if o.ranks:
         p.dataset = whole
     settings = {k: getattr(o, k) for k in ("trust_checkpoint", "limit", "seed", "plot_samples", "score_threshold",
-                                           "cache", "shard", "amp", "compile", "channels_last", "floor")}
+                                           "cache", "shard", "amp", "compile", "channels_last", "floor", "parquet")}
     settings.update(weights=list(o.weights), meta=list(o.meta), names=list(o.names), classes=list(o.classes),
                     batch_size=batch_size)
     extra = _provenance(p, ev, list(o.groups), settings, store, stage, o.ranks)
@@ -345,19 +350,23 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
         extra["shard"] = {"index": o.part[0], "count": o.part[1], "sweep": make_key(key_parts)}
         plots = False  # 'nero merge' draws the plots of the whole run
     return write_run(stage.tmp, o.out, p, ev, agg, summary, extra, command=o.command,  # type: ignore[union-attr]
-                     plots=plots, wanted=wanted, started=o.started, stream=stream, keep_spill=bool(o.part))
+                     plots=plots, wanted=wanted, started=o.started, stream=stream, keep_spill=bool(o.part),
+                     parquet=o.parquet)
 
 
 def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFrame, summary: dict[str, Any],
               extra: dict[str, Any], *, command: Sequence[str] | None, plots: bool, wanted: Any,
-              started: Any, stream: RunStream, keep_spill: bool = False) -> RunResult:
+              started: Any, stream: RunStream, keep_spill: bool = False, parquet: bool = False) -> RunResult:
     """Write tables, plots and ``run.json`` into ``tmp`` and rename it to ``out`` (``stream``: the
-    run's finished stream, in ``tmp``; ``keep_spill``: a shard keeps its rows' spill for ``nero merge``)."""
+    run's finished stream, in ``tmp``; ``keep_spill``: a shard keeps its rows' spill for ``nero merge``;
+    ``parquet``: results.parquet too)."""
     dataset, totals = p.dataset, stream.totals
     record = rr.make_record(p.task, ev.reference, ev.param_columns, ev.plans, p.class_names)
     try:
         stream.write_results(tmp / rr.RESULTS)
         vectors = stream.write_vectors(tmp)
+        if parquet:
+            stream.write_parquet(tmp / "results.parquet")
         rr.write_table(tmp / rr.AGGREGATE, agg)
         rr.write_json(tmp / rr.SUMMARY, summary)
         plot_files = _plots(tmp / "plots", stream, agg, record, p, wanted) if plots else []
@@ -467,7 +476,7 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
         extra = {"options": {**o, "shard": None}, "merged_from": [str(d) for d, _ in infos], "cache": None,
                  "resumed_chunks": 0, "processes": len(infos)}
         return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
-                         started=started, stream=stream)
+                         started=started, stream=stream, parquet=bool(o.get("parquet")))
 
 
 __all__ = ["evaluate_run", "merge_runs", "RunResult", "parse_plot_samples", "parse_normalize", "check_out_dir",

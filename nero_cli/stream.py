@@ -195,6 +195,12 @@ class RunStream:
                     part.unlink()  # the disk holds results.csv and at most one part more
         shutil.rmtree(self.folder / "parts", ignore_errors=True)
 
+    def write_parquet(self, path: Path) -> None:
+        """``results.parquet`` (``--parquet``), from the closed spill: results.csv's rows and types."""
+        from .parquet_out import write_parquet  # pyarrow is imported only here
+
+        write_parquet(path, SpillReader(self.spill_dir), self.layout)
+
     def write_vectors(self, run_dir: Path) -> dict[str, Any] | None:
         """Move the finished vectors into ``run_dir``; run.json's ``vectors`` record (None without them)."""
         if not getattr(self, "has_vectors", False):
