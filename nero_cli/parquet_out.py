@@ -14,6 +14,7 @@ timestamps; pyarrow's version is named in the footer).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,11 @@ ROWS = 1 << 17
 
 def require() -> tuple[Any, Any]:
     """pyarrow and pyarrow.parquet; one OptionError line naming the extra when they are missing."""
-    try:
-        import pyarrow
-        import pyarrow.parquet as pq
-    except ImportError as exc:  # also a module set to None in sys.modules
-        missing = getattr(exc, "name", None) or "pyarrow"
-        raise OptionError(f"--parquet writes results.parquet with pyarrow, which is not installed ({missing}); "
-                          f"install it with {EXTRA}, or leave out --parquet") from None
-    return pyarrow, pq
+    try:  # a module set to None in sys.modules raises ImportError too
+        return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
+    except ImportError:
+        raise OptionError(f"--parquet writes results.parquet with pyarrow, which is not installed; install it "
+                          f"with {EXTRA}, or leave out --parquet") from None
 
 
 def whole(values: np.ndarray) -> bool:
