@@ -18,7 +18,8 @@ Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged 
   and with the resampling floor (which adds a forward pass per inexact element: "forward_passes"
   counts them, and "model_share" is the bare time of every pass nero makes over nero's time). Both
   sides run on one thread and are timed in CPU seconds, since wall time on shared cores follows
-  the machine's load.
+  the machine's load; each side is the best of several runs (bare: three passes; nero: two
+  commands), as these measurements vary by about 5 % from run to run here.
 - startup: seconds from process start to the first progress update of ``nero evaluate
   sample:mnist-cnn --data sample:mnist500 -g rotation --no-cache``, ``python -X importtime -m
   nero_cli evaluate --help``'s total, and ``import torch`` alone (best and median of five).
@@ -157,13 +158,13 @@ def ratios(folder: Path) -> dict:
         xs, m, reps, trips = _orbit(model, n, group)
         with torch.inference_mode():
             m(xs[:batch])
-            once = best_of(lambda: [m(xs[i:i + batch]) for i in range(0, len(xs), batch)], clock=time.process_time)
+            once = best_of(lambda: [m(xs[i:i + batch]) for i in range(0, len(xs), batch)], k=3, clock=time.process_time)
         bare = len(xs) / once  # inputs per CPU second; the tiled data is this orbit ``reps`` times
         inputs = len(xs) * reps
         args = [model, "--data", str(tiled(n, folder)), "-g", group, "--batch-size", str(batch), "--random-init"]
         row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(bare, 1)}
         for label, extra, passes in (("no_floor", ["--no-floor"], inputs), ("floor", [], inputs + n * trips)):
-            r = run_cli([*args, *extra], folder / "run", threads=1)
+            r = min((run_cli([*args, *extra], folder / "run", threads=1) for _ in range(2)), key=lambda v: v["cpu"])
             row[label] = {"cpu_seconds": round(r["cpu"], 2), "wall_seconds": round(r["seconds"], 2),
                           "ratio": round(inputs / r["cpu"] / bare, 3), "forward_passes": passes,
                           "model_share": round(passes / bare / r["cpu"], 3)}
