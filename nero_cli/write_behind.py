@@ -5,7 +5,9 @@ every ``add`` is queued and run by one writer thread in the order it was given (
 are the same bytes as when written inline), at most :data:`DEPTH` chunks behind; ``close``
 waits for the queue to drain. Formatting the CSV rows, the running sums and the spill are
 Python and numpy work that the model's forward pass (which releases the GIL in its kernels)
-no longer waits for; on a GPU the whole of it overlaps the device's work.
+no longer waits for; on a GPU the whole of it overlaps the device's work. The sweep uses it on a
+CUDA device only (:func:`nero_cli.core.evaluate`): on the CPU the writer contends with the sweep
+for the GIL and costs more CPU time than it hides.
 
 An error in the writer thread is raised again in the sweep's thread at its next ``add`` or at
 ``close``; :meth:`abort` (the sweep failed or was interrupted) stops the writer and waits for it,
