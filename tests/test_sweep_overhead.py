@@ -174,3 +174,30 @@ def test_a_cuda_sweep_prefetches_every_chunk_but_the_first(monkeypatch):
                    batch_size=32)
     assert served == [3]  # 100 samples in chunks of 32: four chunks, three loaded ahead
     assert np.allclose(gpu.table["confidence"], cpu.table["confidence"], atol=1e-4)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_run_written_behind_is_the_run_written_inline(tmp_path, monkeypatch, fail):
+    """What a GPU run does (the files written on the writer thread), forced on the CPU: the same
+    bytes; a writer that fails fails the run with its error, and leaves no complete-looking run."""
+    from typer.testing import CliRunner
+
+    from nero_cli import core, stream
+    from nero_cli.cli import app
+
+    args = ["evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "40", "-g", "rotation:step=30",
+            "--batch-size", "16", "--no-cache", "--no-plots"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "inline")])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setattr(core, "writes_behind", lambda runners: True)
+    if fail:
+        def broken(self, *a):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(stream.RunStream, "add", broken)
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "behind")])
+    if fail:
+        assert r.exit_code != 0 and "No space left" in r.output and not (tmp_path / "behind").exists()
+        return
+    assert r.exit_code == 0, r.output
+    for name in ("results.csv", "summary.csv", "summary.json"):
+        assert (tmp_path / "inline" / name).read_bytes() == (tmp_path / "behind" / name).read_bytes()
