@@ -1,11 +1,16 @@
 """``nero gate --baseline``: regressions against a baseline run, by a bootstrap over samples.
 
-Every summary key is recomputed from ``results.csv`` through the metric registry
-(:func:`nero_cli.summary.block_stats` with per-sample weights, then
+Every summary key is recomputed from the run's rows through the metric registry
+(:func:`nero_cli.summary.fold_stats` with per-sample weights, then
 :meth:`~nero_cli.measures.BlockStats.compute`) for ``n_boot`` resamples of the samples:
 multinomial counts of a resample, paired when both runs scored the same samples of the same
 data. A check fails only when the whole confidence interval of the worsening lies above the
 allowed regression.
+
+The rows are read from the run's vectors (:mod:`nero_cli.vectors`) one model x group block at a
+time, only its metric columns, a chunk of samples at a time; a run written without them is read
+from ``results.csv`` whole. The vectors hold results.csv's numbers and the blocks are folded in
+the same order (samples by increasing id), so every value, interval and verdict is the same either way.
 """
 
 from __future__ import annotations
@@ -15,14 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .errors import OptionError, OutputError
 from .gate_config import did_you_mean, metric_key
 from .gate_result import check_row, distinct, fmt
 from .measures import SummaryKey, summary_keys
 from .runrecord import RunRecord
-from .summary import block_stats, blocks
+from .summary import blocks, fold_stats
 from .tasks import TaskRecord
 
 #: Values per bootstrap chunk of weights (resamples x samples) at most.
@@ -45,24 +49,69 @@ def parse_max_regression(value: Any) -> tuple[float, bool]:
 
 @dataclass
 class _Block:
-    """One model x group of results.csv: its sample-major rows and its sorted sample ids."""
+    """One model x group of a run: its metric columns (sample-major, samples in increasing id) and
+    its sorted sample ids."""
 
-    rows: pd.DataFrame
+    cols: dict[str, np.ndarray]
     samples: np.ndarray
+    n_elements: int
+    identity: int
     #: The group's per-element weights of orbit means (run.json), None for equal weights.
     elements: Any = None
 
+    @property
+    def n_rows(self) -> int:
+        """Samples x elements (rows of results.csv), as many as each column holds."""
+        return len(next(iter(self.cols.values()))) if self.cols else 0
 
-def _blocks(run: RunRecord) -> dict[tuple[str, str], _Block]:
+
+def _damaged(run: RunRecord, model: str, group: str, what: str) -> OutputError:
+    return OutputError(f"{run.path / 'results.csv'}: {model} / {group} has {what}; the run directory is damaged, "
+                       f"rerun 'nero evaluate'")
+
+
+def _table_blocks(run: RunRecord) -> dict[tuple[str, str], _Block]:
+    """Every block of results.csv, read whole (a run written without vectors)."""
     out = {}
     for model, group, rows in blocks(run.results()):
-        n_ident = rows.loc[rows["identity"].to_numpy(dtype=bool), "element"].nunique()
-        if n_ident != 1:
-            raise OutputError(f"{run.path / 'results.csv'}: {model} / {group} has {n_ident} identity elements, "
-                              f"expected 1; the run directory is damaged, rerun 'nero evaluate'")
-        out[(model, group)] = _Block(rows, np.unique(rows["sample"].to_numpy()),
-                                     run.plots.get(group, {}).get("element_weights"))
+        idents = rows.loc[rows["identity"].to_numpy(dtype=bool), "element"]
+        if idents.nunique() != 1:
+            raise _damaged(run, model, group, f"{idents.nunique()} identity elements, expected 1")
+        cols = {m.column: rows[m.column].to_numpy() for m in run.task.metrics if m.column in rows}
+        out[(model, group)] = _Block(cols, np.unique(rows["sample"].to_numpy()), int(rows["element"].nunique()),
+                                     int(idents.iloc[0]), run.plots.get(group, {}).get("element_weights"))
     return out
+
+
+class _Rows:
+    """Where the blocks of one run are read: its vectors, one block at a time (the metric columns
+    only, a chunk of samples at a time), or results.csv whole for a run written without them
+    (or whose sample list repeats an id, which the vectors' one sample list cannot order)."""
+
+    def __init__(self, run: RunRecord):
+        self.run, self.vectors = run, run.vectors()
+        self.table: dict[tuple[str, str], _Block] | None = None
+        if self.vectors is not None:
+            self.ids = np.asarray(self.vectors.samples[:, 0])
+            self.order = np.argsort(self.ids, kind="stable")  # results.csv's blocks, sorted by sample
+            if len(np.unique(self.ids)) != len(self.ids):
+                self.vectors = None
+
+    def block(self, model: str, group: str) -> _Block | None:
+        vec, run = self.vectors, self.run
+        if vec is None:
+            self.table = _table_blocks(run) if self.table is None else self.table
+            return self.table.get((model, group))
+        blk = vec.block(model, group)
+        if blk is None:
+            return None
+        g = blk.shape[1]
+        cols = vec.columns_of(model, group, [m.column for m in run.task.metrics if m.column in vec.columns])
+        ident = run.plots.get(group, {}).get("identity")
+        if not isinstance(ident, int) or not 0 <= ident < g:
+            raise _damaged(run, model, group, f"identity element {ident!r} in run.json of {g} elements")
+        return _Block({c: v[self.order].reshape(-1) for c, v in cols.items()}, self.ids[self.order], g, ident,
+                      run.plots.get(group, {}).get("element_weights"))
 
 
 def _pair_models(run: RunRecord, base: RunRecord, notes: list[str]) -> list[tuple[str, str]]:
@@ -141,7 +190,9 @@ class _Comparison:
     def values(self, block: _Block, weights: np.ndarray | None = None) -> dict[str, Any]:
         """Every compared summary key of one block, its samples weighted by ``weights`` (``(S,)``, or
         ``(R, S)`` for R resamples at once)."""
-        return block_stats(block.rows, self.task, weights, block.elements).compute(self.keys)
+        present = tuple(m for m in self.task.metrics if m.column in block.cols)
+        return fold_stats(block.cols, block.n_rows // block.n_elements, block.n_elements, block.identity, present, weights,
+                          block.elements).compute(self.keys)
 
     def worsening(self, value: float, base_value: float, key: str) -> float:
         return base_value - value if self.keys[key].higher_is_better else value - base_value
@@ -205,11 +256,11 @@ def regression_rows(run: RunRecord, base: RunRecord, *, max_regression: Any, met
     same_data = run.data_sha256 is None or base.data_sha256 is None or run.data_sha256 == base.data_sha256
     cmp = _Comparison(run.task, keys, limit, relative, n_boot, (1.0 - confidence) / 2.0, np.random.default_rng(seed),
                       same_data)
-    cur_blocks, ref_blocks = _blocks(run), _blocks(base)
+    cur_rows, ref_rows = _Rows(run), _Rows(base)
     rows = []
     for model, bmodel in pairs:
-        for group in groups:
-            cur, ref = cur_blocks.get((model, group)), ref_blocks.get((bmodel, group))
+        for group in groups:  # one block of each run at a time
+            cur, ref = cur_rows.block(model, group), ref_rows.block(bmodel, group)
             if cur is None or ref is None:
                 notes.append(f"{model} / {group}: no rows in results.csv of "
                              f"{'the run' if cur is None else 'the baseline'}; not compared")

@@ -72,9 +72,15 @@ def block_stats(t: pd.DataFrame, task: TaskRecord, weights: np.ndarray | None = 
     g = int(t["element"].nunique())
     ident = int(t.loc[t["identity"].to_numpy(dtype=bool), "element"].iloc[0])
     present = tuple(m for m in task.metrics if m.column in t)  # a table may lack optional columns
-    cols = {m.column: t[m.column].to_numpy() for m in present}
+    return fold_stats({m.column: t[m.column].to_numpy() for m in present}, len(t) // g, g, ident, present,
+                      weights, elements)
+
+
+def fold_stats(cols: Mapping[str, np.ndarray], n: int, g: int, ident: int, present: tuple[Any, ...],
+               weights: np.ndarray | None = None, elements: Sequence[float] | None = None) -> BlockStats:
+    """:func:`block_stats` of ``n`` samples x ``g`` elements given as columns (``cols[m.column]``:
+    ``n * g`` values, sample-major, for every metric of ``present``; ``ident``: the identity element)."""
     stats = BlockStats(g, ident, elements=None if elements is None else np.asarray(elements, dtype=np.float64))
-    n = len(t) // g
     for s0 in range(0, n, STATS_CHUNK):
         s1 = min(n, s0 + STATS_CHUNK)
         part = {c: v[s0 * g : s1 * g] for c, v in cols.items()}

@@ -205,6 +205,38 @@ class Vectors:
         e = self.index["blocks"][0] if self.index["blocks"] else None
         return None if e is None else self.block(e["model"], e["group"])
 
+    def rows(self, model: str, group: str, p0: int, p1: int) -> np.ndarray:
+        """Samples ``p0:p1`` (positions in the sample list) of one block, ``(p1 - p0, elements, columns)``,
+        read from the file alone: no page of the rest of the block stays mapped."""
+        blk = self.block(model, group)
+        if blk is None:
+            raise KeyError((model, group))
+        p1 = max(p0, min(p1, blk.shape[0]))
+        row = int(np.prod(blk.shape[1:]))
+        with open(blk.filename, "rb") as fh:  # type: ignore[arg-type]
+            out = np.fromfile(fh, dtype=DTYPE, count=(p1 - p0) * row, offset=blk.offset + p0 * row * 8)
+        return out.reshape(p1 - p0, *blk.shape[1:])
+
+    def columns_of(self, model: str, group: str, names: Sequence[str], chunk: int = 4096) -> dict[str, np.ndarray]:
+        """Whole columns of one block, each ``(samples, elements)`` in file order and in its dtype in
+        results.csv (:meth:`typed`), read ``chunk`` samples at a time."""
+        blk = self.block(model, group)
+        if blk is None:
+            raise KeyError((model, group))
+        at = [self.columns.index(c) for c in names]
+        out = {c: np.empty(blk.shape[:2], dtype=np.float64) for c in names}
+        for p0 in range(0, blk.shape[0], chunk):
+            part = self.rows(model, group, p0, p0 + chunk)
+            for c, i in zip(names, at):
+                out[c][p0 : p0 + len(part)] = part[:, :, i]
+        return {c: self.typed(c, v) for c, v in out.items()}
+
+    def typed(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Values of column ``name`` in the dtype results.csv reads it as: booleans and integers back
+        from float64 (exact), floats as they are (float64, results.csv's 9-digit numbers)."""
+        kind = self.dtypes[name].kind
+        return values.astype(bool) if kind == "b" else values.astype(np.int64) if kind in "iu" else values
+
 
 def _load(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     try:

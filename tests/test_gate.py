@@ -60,11 +60,14 @@ def copy_run(src: Path, dst: Path) -> Path:
 
 
 def reseal(run: Path) -> None:
-    """Record an edited results.csv's checksum and row count in run.json, as nero would have written them."""
+    """Record an edited results.csv's checksum and row count in run.json, as nero would have written them;
+    its vectors (no longer its rows) are dropped, as from a run written without them."""
     from nero_cli.model_formats import sha256_file
 
     info = json.loads((run / "run.json").read_text())
     info.update(results_sha256=sha256_file(run / "results.csv"), n_rows=len(pd.read_csv(run / "results.csv")))
+    shutil.rmtree(run / "vectors", ignore_errors=True)
+    info.pop("vectors", None)
     (run / "run.json").write_text(json.dumps(info))
 
 
