@@ -21,6 +21,7 @@ from orbits import parse_spec
 from .errors import OptionError, OutputError
 from .outdir import building, claim, listing
 from .plot_files import aggregate_stem, error_maps_stem, group_slugs, sample_stem
+from .plot_rows import run_table
 from .plot_samples import DEFAULT, Pick, parse_plot_samples, pick_samples
 from .plots import PlotSpec, metrics_with_floor, plot_aggregate, plot_error_maps, plot_individual, safe_stem
 from .runner import ModelRunner
@@ -176,8 +177,8 @@ def replot_run(run_dir: Path | str, out: Path | str | None = None, *, metrics: S
     chosen = _metrics(run, metrics)
     text = samples if samples is not None else run.info.get("options", {}).get("plot_samples") or DEFAULT
     picks = parse_plot_samples(text, "--samples")
-    table = run.results()
     prim = run.task.metric(run.task.primary)
+    table = run_table(run, picks, prim.column, prim.higher_is_better)
     ids = pick_samples(table, prim.column, prim.higher_is_better, picks, "--samples")
     data = _thumbnail_data(run, ids, warn) if thumbnails else None
     with claim(out, "plots", overwrite, protect=[run.path]):

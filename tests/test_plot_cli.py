@@ -217,3 +217,71 @@ def test_nero_plot_without_the_data_draws_no_thumbnail(runs):
     narrow, wide = Image.open(out / name).size, Image.open(with_thumb / name).size
     assert Image.open(root / "no-thumbs" / name).size == narrow and narrow[0] < wide[0]  # no input column
     assert (out / "rotation_confidence.png").read_bytes() == (with_thumb / "rotation_confidence.png").read_bytes()
+
+
+def _strip_vectors(run_dir: Path) -> None:
+    """The run as an older nero wrote it: no vectors/, nothing about them in run.json."""
+    shutil.rmtree(run_dir / "vectors")
+    info = json.loads((run_dir / "run.json").read_text())
+    del info["vectors"]
+    info["files"] = [f for f in info["files"] if not f.startswith("vectors/")]
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+
+
+def _drawn(folder: Path) -> dict[str, bytes]:
+    """Every file of a plots folder; plots.json without the run's path."""
+    out = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "plots.json"}
+    manifest = json.loads((folder / "plots.json").read_text())
+    out["plots.json"] = json.dumps({k: v for k, v in manifest.items() if k != "run"}).encode()
+    return out
+
+
+def _same_from_vectors_and_results_csv(src: Path, root: Path, option_sets: list[list[str]], monkeypatch) -> None:
+    """``nero plot`` of ``src`` through its vectors (results.csv never loaded) and of a copy without
+    them (results.csv whole): the same files, byte for byte, for every option set."""
+    from nero_cli.runrecord import RunRecord
+
+    old = root / "old"
+    shutil.copytree(src, old)
+    _strip_vectors(old)
+    for i, opts in enumerate(option_sets):
+        with monkeypatch.context() as m:
+            m.setattr(RunRecord, "results", lambda self: (_ for _ in ()).throw(AssertionError("results.csv read")))
+            r = run("plot", src, "--out", root / f"vec{i}", "-q", *opts)
+        assert r.exit_code == 0, r.output
+        r = run("plot", old, "--out", root / f"csv{i}", "-q", *opts)
+        assert r.exit_code == 0, r.output
+        vec, csv = _drawn(root / f"vec{i}"), _drawn(root / f"csv{i}")
+        assert sorted(vec) == sorted(csv) and [n for n in vec if vec[n] != csv[n]] == [], opts
+
+
+@pytest.mark.slow
+def test_nero_plot_reads_the_vectors_of_a_run_not_results_csv(runs, tmp_path, monkeypatch):
+    from nero_cli.runrecord import RunRecord
+
+    def whole(self):
+        raise AssertionError("results.csv read whole")
+
+    with monkeypatch.context() as m:  # the default plots, equal to the run's own
+        m.setattr(RunRecord, "results", whole)
+        r = run("plot", runs["without"], "--out", tmp_path / "own", "-q")
+    assert r.exit_code == 0, r.output
+    drawn = {p.name: p.read_bytes() for p in (runs["with"] / "plots").iterdir()}
+    assert {n: b for n, b in _drawn(tmp_path / "own").items() if n != "plots.json"} == drawn
+    _same_from_vectors_and_results_csv(runs["without"], tmp_path, [
+        ["--metric", "equivariance_error,accuracy", "--samples", "3,worst:2,best:1,spread:2", "--own-scale"],
+        ["--samples", "15,0", "--no-thumbnails"]], monkeypatch)
+    r = run("plot", runs["without"], "--samples", "999", "--out", tmp_path / "x")  # the same range in the message
+    assert r.exit_code == 2 and "sample id(s) [999] are not in the evaluated data (ids 0..15)" in " ".join(r.output.split())
+
+
+@pytest.mark.slow
+def test_nero_plot_of_point_clouds_reads_their_vectors(tmp_path, monkeypatch):
+    src = tmp_path / "clouds"
+    r = run("evaluate", "sample:pointnet", "sample:pointnet-aug", "--data", "sample:shapes200", "--limit", "6",
+            "-g", "viewpoint:axis_step=90,rot_step=90", "--plot-samples", "worst:1,spread:1", "-q", "--out", src)
+    assert r.exit_code == 0, r.output
+    _same_from_vectors_and_results_csv(src, tmp_path, [[], ["--metric", "equivariance_error", "--samples", "2"]],
+                                       monkeypatch)
+    assert _drawn(tmp_path / "vec0").keys() - {"plots.json"} == {p.name for p in (src / "plots").iterdir()}
+    assert all((src / "plots" / n).read_bytes() == b for n, b in _drawn(tmp_path / "vec0").items() if n != "plots.json")
