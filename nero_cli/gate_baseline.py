@@ -8,7 +8,7 @@ data. A check fails only when the whole confidence interval of the worsening lie
 allowed regression.
 
 The rows are read from the run's vectors (:mod:`nero_cli.vectors`) one model x group block at a
-time, only its metric columns, a chunk of samples at a time; a run written without them is read
+time, only its metric columns, a chunk of samples at a time each time the block is folded; a run written without them is read
 from ``results.csv`` whole. The vectors hold results.csv's numbers and the blocks are folded in
 the same order (samples by increasing id), so every value, interval and verdict is the same either way.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from .measures import SummaryKey, summary_keys
 from .runrecord import RunRecord
 from .summary import blocks, fold_stats
 from .tasks import TaskRecord
+from .vectors import BlockColumns
 
 #: Values per bootstrap chunk of weights (resamples x samples) at most.
 CHUNK_VALUES = 4_000_000
@@ -52,7 +53,7 @@ class _Block:
     """One model x group of a run: its metric columns (sample-major, samples in increasing id) and
     its sorted sample ids."""
 
-    cols: dict[str, np.ndarray]
+    cols: Mapping[str, Any]  # arrays, or a run's vectors read when sliced
     samples: np.ndarray
     n_elements: int
     identity: int
@@ -84,17 +85,17 @@ def _table_blocks(run: RunRecord) -> dict[tuple[str, str], _Block]:
 
 
 class _Rows:
-    """Where the blocks of one run are read: its vectors, one block at a time (the metric columns
-    only, a chunk of samples at a time), or results.csv whole for a run written without them
-    (or whose sample list repeats an id, which the vectors' one sample list cannot order)."""
+    """Where the blocks of one run are read: its vectors, one block at a time, only the metric
+    columns, a chunk of samples at a time each time the block is folded (:class:`~nero_cli.vectors.BlockColumns`:
+    nothing of the block is held), or results.csv whole for a run written without them (or whose
+    samples are not in increasing id, as results.csv's blocks are sorted)."""
 
     def __init__(self, run: RunRecord):
         self.run, self.vectors = run, run.vectors()
         self.table: dict[tuple[str, str], _Block] | None = None
         if self.vectors is not None:
-            self.ids = np.asarray(self.vectors.samples[:, 0])
-            self.order = np.argsort(self.ids, kind="stable")  # results.csv's blocks, sorted by sample
-            if len(np.unique(self.ids)) != len(self.ids):
+            self.ids = np.asarray(self.vectors.samples[:, 0]).copy()
+            if not bool((np.diff(self.ids) > 0).all()):
                 self.vectors = None
 
     def block(self, model: str, group: str) -> _Block | None:
@@ -102,16 +103,13 @@ class _Rows:
         if vec is None:
             self.table = _table_blocks(run) if self.table is None else self.table
             return self.table.get((model, group))
-        blk = vec.block(model, group)
-        if blk is None:
+        if vec.block(model, group) is None:
             return None
-        g = blk.shape[1]
-        cols = vec.columns_of(model, group, [m.column for m in run.task.metrics if m.column in vec.columns])
+        cols = BlockColumns(vec, model, group, [m.column for m in run.task.metrics if m.column in vec.columns])
         ident = run.plots.get(group, {}).get("identity")
-        if not isinstance(ident, int) or not 0 <= ident < g:
-            raise _damaged(run, model, group, f"identity element {ident!r} in run.json of {g} elements")
-        return _Block({c: v[self.order].reshape(-1) for c, v in cols.items()}, self.ids[self.order], g, ident,
-                      run.plots.get(group, {}).get("element_weights"))
+        if not isinstance(ident, int) or not 0 <= ident < cols.g:
+            raise _damaged(run, model, group, f"identity element {ident!r} in run.json of {cols.g} elements")
+        return _Block(cols, self.ids, cols.g, ident, run.plots.get(group, {}).get("element_weights"))
 
 
 def _pair_models(run: RunRecord, base: RunRecord, notes: list[str]) -> list[tuple[str, str]]:

@@ -217,25 +217,50 @@ class Vectors:
             out = np.fromfile(fh, dtype=DTYPE, count=(p1 - p0) * row, offset=blk.offset + p0 * row * 8)
         return out.reshape(p1 - p0, *blk.shape[1:])
 
-    def columns_of(self, model: str, group: str, names: Sequence[str], chunk: int = 4096) -> dict[str, np.ndarray]:
-        """Whole columns of one block, each ``(samples, elements)`` in file order and in its dtype in
-        results.csv (:meth:`typed`), read ``chunk`` samples at a time."""
-        blk = self.block(model, group)
-        if blk is None:
-            raise KeyError((model, group))
-        at = [self.columns.index(c) for c in names]
-        out = {c: np.empty(blk.shape[:2], dtype=np.float64) for c in names}
-        for p0 in range(0, blk.shape[0], chunk):
-            part = self.rows(model, group, p0, p0 + chunk)
-            for c, i in zip(names, at):
-                out[c][p0 : p0 + len(part)] = part[:, :, i]
-        return {c: self.typed(c, v) for c, v in out.items()}
-
     def typed(self, name: str, values: np.ndarray) -> np.ndarray:
         """Values of column ``name`` in the dtype results.csv reads it as: booleans and integers back
         from float64 (exact), floats as they are (float64, results.csv's 9-digit numbers)."""
         kind = self.dtypes[name].kind
         return values.astype(bool) if kind == "b" else values.astype(np.int64) if kind in "iu" else values
+
+
+class BlockColumns(dict):
+    """Columns of one block as flat sample-major sequences (``samples * elements`` values each, as
+    results.csv's rows of the block), read from the file when sliced: ``cols[c][a:b]`` for ``a``
+    and ``b`` multiples of the element count reads those samples' rows once for every column (the
+    last read is kept), in the column's dtype in results.csv. Nothing else of the block is held."""
+
+    def __init__(self, vectors: Vectors, model: str, group: str, names: Sequence[str]):
+        blk = vectors.block(model, group)
+        if blk is None:
+            raise KeyError((model, group))
+        self.vectors, self.key, (self.n, self.g) = vectors, (model, group), blk.shape[:2]
+        self.last: tuple[tuple[int, int], np.ndarray] | None = None
+        super().__init__({c: _Column(self, c) for c in names})
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        p0, p1 = start // self.g, stop // self.g
+        if start % self.g or stop % self.g:
+            raise ValueError(f"rows {start}:{stop} are not whole samples of {self.g} elements")
+        if self.last is None or self.last[0] != (p0, p1):
+            self.last = ((p0, p1), self.vectors.rows(*self.key, p0, p1))
+        rows = self.last[1][:, :, self.vectors.columns.index(name)]
+        return self.vectors.typed(name, np.ascontiguousarray(rows).reshape(-1))  # contiguous, as a table column
+
+
+@dataclass
+class _Column:
+    block: BlockColumns
+    name: str
+
+    def __len__(self) -> int:
+        return self.block.n * self.block.g
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        start, stop, step = s.indices(len(self))
+        if step != 1:
+            raise ValueError("a block column is read in runs of rows")
+        return self.block.read(self.name, start, max(start, stop))
 
 
 def _load(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -270,4 +295,4 @@ def open_vectors(run_dir: Path, record: Any) -> Vectors:
     return Vectors(root, index, samples)
 
 
-__all__ = ["VectorWriter", "Vectors", "open_vectors", "vectors_record", "decimal9", "page_values", "npy_header", "FOLDER"]
+__all__ = ["VectorWriter", "Vectors", "BlockColumns", "open_vectors", "vectors_record", "decimal9", "page_values", "npy_header", "FOLDER"]

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from nero_cli.cli import app
 from nero_cli.runrecord import RunRecord, open_run
+from nero_cli.vectors import BlockColumns
 
 runner = CliRunner()
 MNIST = ["--data", "sample:mnist500", "-g", "rotation:step=45", "-g", "scale:start=0.5,stop=1.5,step=0.25",
@@ -120,6 +121,9 @@ def test_independent_resampling_is_the_same_through_the_vectors(mnist, tmp_path,
      ["--data", "sample:shapes200", "--limit", "10", "-g", "viewpoint:axis_step=90,rot_step=90"]),
     # optical flow, two models compared under one name
     (["sample:flownet"], ["sample:fft-piv"], ["--data", "sample:piv64", "--limit", "6", "-g", "d4t"]),
+    # more samples than one fold of the running sums (256), odd sizes (9 and 3 elements)
+    (["sample:mnist-cnn"], ["sample:mnist-cnn-aug"], ["--data", "sample:mnist500", "--limit", "301",
+                                                      "-g", "rotation:step=40", "-g", "scale:step=0.5"]),
     # no resampling floor: empty floor columns, keys that cannot be compared
     (["sample:mnist-cnn"], ["sample:mnist-c4"], ["--data", "sample:mnist500", "--limit", "20",
                                                  "-g", "rotation:step=90", "--no-floor"]),
@@ -146,13 +150,18 @@ def test_damaged_vectors_are_refused_in_one_line(mnist, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-def test_columns_are_read_a_chunk_at_a_time_as_stored(mnist):
+def test_block_columns_read_whole_samples_from_the_file_as_stored(mnist):
     vec = open_run(mnist["cur"]).vectors()
     assert vec is not None
-    whole = np.load(mnist["cur"] / "vectors" / "b1_0.npy")
-    names = ["correct", "confidence", "equivariance_error"]
-    cols = vec.columns_of("c4", "rotation", names, chunk=7)  # 40 samples: a short last chunk
-    assert cols["correct"].dtype == bool and cols["confidence"].dtype == np.float64
-    for name, v in cols.items():
-        assert np.array_equal(v, whole[:, :, vec.columns.index(name)].astype(v.dtype), equal_nan=True)
+    whole = np.load(mnist["cur"] / "vectors" / "b1_0.npy")  # c4 / rotation: 40 samples x 8 elements
+    cols = BlockColumns(vec, "c4", "rotation", ["correct", "confidence", "equivariance_error"])
+    assert (cols.n, cols.g) == (40, 8) and len(cols["confidence"]) == 320
+    for a, b in ((0, 7), (7, 40), (39, 99)):
+        for name, col in cols.items():
+            got = col[a * 8 : b * 8]
+            want = whole[a:b, :, vec.columns.index(name)].reshape(-1)
+            assert got.dtype == (bool if name == "correct" else np.float64)
+            assert np.array_equal(got, want.astype(got.dtype), equal_nan=True)
+    with pytest.raises(ValueError, match="not whole samples"):
+        cols["confidence"][3:16]
     assert np.array_equal(vec.rows("c4", "rotation", 35, 99), whole[35:])
