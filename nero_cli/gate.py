@@ -5,7 +5,7 @@ Two kinds of check, reported together:
 - **thresholds** on the numbers in ``summary.json`` (:mod:`nero_cli.gate_checks`), from a
   config file (:mod:`nero_cli.gate_config`) and the command line;
 - **regressions** against a baseline run (:mod:`nero_cli.gate_baseline`): every summary key is
-  recomputed from ``results.csv`` through the metric registry for ``--bootstrap`` resamples of
+  recomputed from the run's rows (its vectors, else ``results.csv``) through the metric registry for ``--bootstrap`` resamples of
   the samples, and a check fails only when the whole confidence interval of the worsening
   lies above ``--max-regression``.
 
