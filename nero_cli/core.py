@@ -289,11 +289,11 @@ def evaluate(runners: Sequence[ModelRunner], data: Any, specs: Sequence[OrbitSpe
         for mi, r in enumerate(runners):
             for gi, plan in enumerate(plans):
                 sweep.block(r, plan, out, (mi, gi))
+        if behind:
+            out.close()  # waits for the writer: an interruption here must stop it too
     except BaseException:
         if behind:
             out.abort()
         raise
-    if behind:
-        out.close()
     return Evaluation(table=out.table() if own else None, plans=plans, reference=reference, param_columns=params,
                       task=task.name)

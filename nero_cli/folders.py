@@ -15,7 +15,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -24,6 +24,10 @@ from .errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 GRAY_MODES = ("L", "1", "I;16", "I", "F")
+#: Grey modes deeper than 8 bits (read by :func:`_deep_gray`).
+DEEP_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+#: What Pillow raises for a file it cannot read (a decompression bomb is not an OSError).
+UNREADABLE = (UnidentifiedImageError, OSError, Image.DecompressionBombError)
 #: Threads that decode a chunk's image files.
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
@@ -60,7 +64,7 @@ def header(f: Path | BinaryIO, name: str | None = None) -> tuple[str, int, int]:
     try:
         with Image.open(f) as im:
             return im.mode, im.height, im.width
-    except (UnidentifiedImageError, OSError) as exc:
+    except UNREADABLE as exc:
         raise _unreadable(name or f, exc) from None
 
 
@@ -70,10 +74,21 @@ def decode(f: Path | BinaryIO, mode: str, name: str | None = None) -> np.ndarray
     try:
         with Image.open(f) as im:
             im.load()
-            a = np.asarray(im.convert(mode))
-    except (UnidentifiedImageError, OSError) as exc:
+            a = _deep_gray(im, name or f) if mode == "L" and im.mode in DEEP_GRAY else np.asarray(im.convert(mode))
+    except UNREADABLE as exc:
         raise _unreadable(name or f, exc) from None
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+
+
+def _deep_gray(im: Image.Image, name: Any) -> np.ndarray:
+    """A 16-bit grey image (``I;16*``, or ``I`` holding 0..65535) as uint8, ``round(v / 257)``: Pillow's
+    own conversion to ``L`` clips at 255, which turned every non-zero pixel white. A 32-bit image
+    with larger values, or a float one, has no known range: refused in one line."""
+    a = np.asarray(im).astype(np.int64)
+    if im.mode == "F" or a.min(initial=0) < 0 or a.max(initial=0) > 65535:
+        raise DataError(f"{name}: a {im.mode} image with values from {a.min()} to {a.max()}; nero reads 8- and "
+                        "16-bit images: convert it to one of them")
+    return np.rint(a / 257.0).astype(np.uint8)
 
 
 class FolderRows:

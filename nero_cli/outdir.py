@@ -198,8 +198,9 @@ def commit(partial: Path, out: Path, kind: str) -> None:
     shutil.rmtree(old)
 
 
-def discard(partial: Path, kind: str) -> None:
-    """Delete a partial folder, but only one that holds nothing but nero's files."""
+def discard(partial: Path, kind: str, keep: Sequence[str] = ()) -> None:
+    """Delete a partial folder, but only one that holds nothing but nero's files; with ``keep``
+    (top-level names), delete everything in it but those (a resumed run keeps its ``chunks``)."""
     if not partial.exists():
         return
     allowed = PARTIAL_FILES[kind]
@@ -207,7 +208,12 @@ def discard(partial: Path, kind: str) -> None:
                if not any(f == a or (a.endswith("/") and f.startswith(a)) or fnmatchcase(f, a) for a in allowed)]
     if manifest(partial, kind) is None or strange:
         raise OutputError(f"{partial}: is in nero's way but is not a folder nero left; move it away and rerun")
-    shutil.rmtree(partial)
+    if not keep:
+        shutil.rmtree(partial)
+        return
+    for child in partial.iterdir():
+        if child.name not in keep:
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 @contextmanager

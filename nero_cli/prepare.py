@@ -12,12 +12,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from orbits import SpecError, parse_spec
+from orbits.spec import PLANAR_INPUTS
 
 from .checkpoints import expand_models
 from .core import plan_orbits
 from .data import Dataset, load_selected, relabel_folders
 from .errors import DataError, ModelError, NeroError, OptionError
 from .models import LoadedModel, ModelMeta, load_model
+from .resampling import inexact
 from .runner import ModelRunner, autotune_batch_size, repeatability_warnings, resolve_device, seconds_per_input
 from .selection import Selection, check_class_names, folder_classes
 from .shaping import Shaping, parse_resize
@@ -53,6 +55,15 @@ class Prepared:
     def n_inputs(self) -> int:
         """Forward inputs of the whole sweep (every model, sample and orbit element)."""
         return len(self.runners) * len(self.dataset) * sum(len(pl.group) for pl in plan_orbits(self.specs))
+
+    def floor_inputs(self) -> int:
+        """Forward inputs of the resampling floor's round trips (one per inexact element, sample and
+        model; tasks on images and frames only)."""
+        if self.task.input_kind not in PLANAR_INPUTS:
+            return 0
+        plans = plan_orbits(self.specs)
+        trips = sum(len(inexact(self.task.make_action(pl.spec, self.dataset), len(pl.group))) for pl in plans)
+        return len(self.runners) * len(self.dataset) * trips
 
 
 def parse_normalize(text: str | None) -> tuple[list[float], list[float]] | None:
@@ -336,10 +347,12 @@ def resolve_batch_size(p: Prepared, batch_size: int | str) -> int:
     return autotune_batch_size(p.runners, p.dataset.inputs[:1].to(p.device))
 
 
-def estimate_seconds(p: Prepared, batch_size: int, limit: float | None = None) -> tuple[int, float]:
-    """Inputs the sweep will run and a rough time: one timed forward pass per model (with ``limit``,
-    in seconds, a time known to stay under it is not timed again: see :func:`seconds_per_input`)."""
-    total = p.n_inputs() // max(1, len(p.runners))
+def estimate_seconds(p: Prepared, batch_size: int, limit: float | None = None,
+                     floor: bool = True) -> tuple[int, float]:
+    """Inputs the sweep will run (the floor's round trips too, with ``floor``) and a rough time: one
+    timed forward pass per model (with ``limit``, in seconds, a time known to stay under it is not
+    timed again: see :func:`seconds_per_input`)."""
+    total = (p.n_inputs() + (p.floor_inputs() if floor else 0)) // max(1, len(p.runners))
     b = max(1, min(batch_size, 64, total))
     within = None if limit is None else limit / max(1, total)
     per_input = seconds_per_input(p.runners, p.dataset.inputs[:1].to(p.device), b, within)

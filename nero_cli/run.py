@@ -154,8 +154,9 @@ def _open_stage(out: Path, config: str, resume: bool, started: _dt.datetime) -> 
         if resume and old.get("config") != config:
             raise OptionError(f"--resume: the interrupted run in {tmp} used other models, data or options; "
                               "rerun without --resume to start over")
-        if not resume:
-            discard(tmp, "run")
+        # a resumed run keeps only its finished chunks: what an earlier attempt began writing
+        # (results, vectors, a Parquet twin, plots) is written again from them
+        discard(tmp, "run", keep=("chunks", rr.RUN_JSON) if resume else ())
     elif resume:
         raise OptionError(f"--resume: no interrupted run to continue for {out} (no {tmp.name})")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -203,14 +204,14 @@ def _split_mode(shard: str | None) -> tuple[tuple[int, int] | None, tuple[int, i
 
 
 def _checked_batch_size(p: Prepared, batch_size: int | str, amp: bool, yes: bool,
-                        ranks: tuple[int, int] | None) -> int:
+                        ranks: tuple[int, int] | None, floor: bool = True) -> int:
     """The batch size, after refusing a sweep estimated over an hour (unless ``yes``)."""
     size = resolve_batch_size(p, batch_size)
     if amp and p.device.type != "cuda":
         p.warnings.append("--amp has no effect on the CPU (autocast is used on CUDA only)")
     if not yes:
         limit = LONG_RUN_SECONDS * (ranks[1] if ranks else 1)
-        n_inputs, seconds = estimate_seconds(p, size, limit)
+        n_inputs, seconds = estimate_seconds(p, size, limit, floor)
         if seconds > limit:
             raise OptionError(f"this sweep runs {n_inputs:,} inputs, about {_duration(seconds)} here; add --yes to "
                               "run it, or use a coarser grid (a larger step) or --limit")
@@ -314,7 +315,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
                 sample=o.sample, seed=o.seed, class_names=o.class_names, random_init=o.random_init,
                 device=o.device, plot_metric=o.plot_metric, compile=o.compile, channels_last=o.channels_last,
                 amp=o.amp, resize=o.resize, center_crop=o.center_crop)
-    batch_size = _checked_batch_size(p, o.batch_size, o.amp, o.yes, o.ranks)
+    batch_size = _checked_batch_size(p, o.batch_size, o.amp, o.yes, o.ranks, o.floor)
     key_parts = _sweep_key(p, o.reference, batch_size, o.seed, o.score_threshold, o.amp, o.channels_last, o.floor)
     whole = p.dataset
     per_chunk = _split_samples(p, batch_size, o.part or o.ranks)

@@ -146,7 +146,9 @@ class ModelRunner:
             for s0 in range(0, len(todo), span):
                 xs = action(x, todo[s0 : s0 + span])
                 for e0 in range(0, xs.shape[0], per_pass):
-                    xb = xs[e0 : e0 + per_pass]
+                    # each pass its own buffer: a slice that starts off a 16-byte boundary changes
+                    # the rounding of some kernels (MKL's float32 matmul), hence the results
+                    xb = xs[e0 : e0 + per_pass].clone() if xs.shape[0] > per_pass else xs
                     k = xb.shape[0]
                     out = prepare(self(xb.reshape(k * b, *xb.shape[2:])), k * b, self.name)
                     outs.append(out.reshape(k, b, *out.shape[1:]))

@@ -114,6 +114,12 @@ class _Strict(tarfile.TarInfo):
             return super().fromtarfile(tf)
         except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
             raise tarfile.SubsequentHeaderError(f"{exc} at byte {tf.offset}") from None
+        except tarfile.EmptyHeaderError:
+            if tf.offset == 0:
+                raise  # an empty file: tarfile's own "empty file"
+            # the data ends after a member, without the archive's end blocks: a shard cut short
+            raise tarfile.SubsequentHeaderError(f"the archive ends at byte {tf.offset} without its end-of-archive "
+                                                "blocks (cut short)") from None
 
 
 @dataclass
@@ -160,9 +166,10 @@ def _label(shard: Path, member: str, ext: str, data: bytes) -> int | None:
         except UnicodeDecodeError:
             value = data[:20]
         what = "an integer class id as text (e.g. 3)"
-    ok = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit()
-    if not ok or int(value) < 0:
-        raise DataError(f"{shard}: {member}: expected {what}, >= 0, found {str(value)[:30]!r}; fix the label or "
+    ok = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isascii() \
+        and value.isdigit()
+    if not ok or not 0 <= int(value) < 2**31:
+        raise DataError(f"{shard}: {member}: expected {what}, from 0 to 2**31-1, found {str(value)[:30]!r}; fix the label or "
                         "remove the file")
     return int(value)
 

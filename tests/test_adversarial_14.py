@@ -80,9 +80,6 @@ def _one_line_exit_4(r) -> None:  # noqa: ANN001
 # ------------------------------------------------------------------------------------------ .tar shards: bugs
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a shard cut at a member boundary (its writer killed between two "
-                   "samples: no end-of-archive blocks) is read silently with fewer samples; _Strict only turns "
-                   "Invalid/TruncatedHeaderError into errors, tarfile ends quietly on EmptyHeaderError")
 def test_a_shard_cut_between_two_samples_is_refused(tmp_path):
     whole = _tar(tmp_path / "whole.tar", _labelled([0, 50, 100, 150]))
     with tarfile.open(whole) as tf:
@@ -94,9 +91,6 @@ def test_a_shard_cut_between_two_samples_is_refused(tmp_path):
         load_images(str(cut))  # got: a Dataset of 2 samples, no word about the missing end of the archive
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a .cls whose text passes str.isdigit() but is not a usable class id "
-                   "('²', or past int64) crashes (ValueError in int(), OverflowError in np.array(int64)): "
-                   "'internal error', exit 70, instead of one data line with exit 4 (tar_shards._label / _labels)")
 @pytest.mark.parametrize("text", ["²", "99999999999999999999999"])
 def test_class_ids_that_are_not_integers_nero_can_use_are_a_data_error(tmp_path, text):
     shard = _tar(tmp_path / "odd.tar", [("a.png", _png(0)), ("a.cls", text.encode())])
@@ -113,9 +107,6 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an image over Pillow's MAX_IMAGE_PIXELS (2x: DecompressionBombError, "
-                   "not an OSError) is not caught by folders.header: 'internal error', exit 70, for a shard (and an "
-                   "image folder) holding a huge image, instead of one data line with exit 4")
 @pytest.mark.parametrize("kind", ["tar", "folder"])
 def test_a_huge_image_is_a_data_error(tmp_path, kind):
     bomb = _png_header_only(20000, 20000)  # 400 M pixels, a few bytes on disk
@@ -128,9 +119,6 @@ def test_a_huge_image_is_a_data_error(tmp_path, kind):
     _one_line_exit_4(_evaluate(data, tmp_path / "run"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a 16-bit greyscale PNG (mode I;16) is converted to L by Pillow, which "
-                   "clips at 255 instead of scaling: every non-zero pixel reads as 1.0 (folders.decode, used by "
-                   ".tar shards and image folders); expected the pixels scaled by 65535, or a refusal")
 def test_sixteen_bit_images_are_scaled_not_saturated(tmp_path):
     a8 = MNIST["images"][0]
     buf = io.BytesIO()
@@ -226,10 +214,6 @@ def _matmul_depends_on_alignment() -> bool:
         return not torch.equal(lin(x), lin(y))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: runner.orbit runs the model on slices xs[e0:e0+per_pass] of one action "
-                   "call of several passes; a pass not starting on a 16-byte boundary (27x27 float images, 6 samples a "
-                   "chunk) goes through another MKL matmul kernel, so a Linear-first model's outputs change in the last "
-                   "bits against one action call per pass (the code before a4fd98d): 78 of 288 results.csv rows differ")
 def test_several_passes_per_action_call_keep_the_outputs_for_any_image_size(tmp_path, monkeypatch):
     if not _matmul_depends_on_alignment():
         pytest.skip("this machine's matmul does not depend on the input's alignment")
@@ -288,11 +272,6 @@ class _Counting(torch.nn.Module):
         return self.lin(x.flatten(1))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: estimate_seconds (prepare.py) counts Prepared.n_inputs(), the orbit's "
-                   "inputs, but the sweep also runs the floor's round trip of every non-exact element (README: one more "
-                   "forward pass per non-exact element): rotation:step=45 runs 1.5x, the default rotation grid 1.94x "
-                   "the inputs estimated, so a sweep of up to ~2 hours starts without --yes and the refusal names too "
-                   "few inputs")
 def test_the_long_sweep_estimate_counts_every_forward_input():
     from nero_cli.prepare import estimate_seconds, prepare
     from nero_cli.run import compute
@@ -322,9 +301,6 @@ class _SlowSink:
         self.ended.append(time.monotonic())
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: core.evaluate calls WriteBehind.close() outside its try, so a Ctrl-C "
-                   "while close() waits for the writer to drain (the queue holds up to DEPTH chunks) never calls "
-                   "abort(): the writer thread keeps writing into the run folder after the sweep gave up on it")
 def test_an_interruption_while_the_writer_drains_stops_the_writer(monkeypatch):
     from nero_cli import core
     from nero_cli.prepare import prepare
@@ -413,11 +389,6 @@ main()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BUG: --resume reuses the partial folder as it is: files of a previous "
-                   "attempt killed while writing (vectors/, results.parquet, results.csv...) stay, "
-                   "RunStream.write_vectors then moves the new vectors INTO the old folder (vectors/vectors/), "
-                   "run.json records the stale vectors, and a results.parquet of an attempt with --parquet is listed "
-                   "in a run whose options say parquet false (run._open_stage keeps everything, not only chunks/)")
 def test_resume_after_a_kill_in_the_write_phase_gives_a_fresh_runs_files(reference, tmp_path):
     out = tmp_path / "run"
     p = subprocess.run([sys.executable, "-c", KILL_IN_WRITE_PHASE, *ARGS, "--parquet", "--out", str(out)],

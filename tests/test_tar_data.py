@@ -201,7 +201,7 @@ def test_mixed_sizes_need_resize_and_then_match_the_folder(tmp_path):
 @pytest.mark.parametrize("members,needle", [
     ([("000.png", "png:0"), ("001.cls", b"1")], "sample '001' has 001.cls but no image (.png, .jpg, ...)"),
     ([("000.png", "png:0"), ("000.cls", b"cat")],
-     "000.cls: expected an integer class id as text (e.g. 3), >= 0, found 'cat'"),
+     "000.cls: expected an integer class id as text (e.g. 3), from 0 to 2**31-1, found 'cat'"),
     ([("000.png", "png:0"), ("000.cls", b"-1")], "found '-1'"),
     ([("000.png", "png:0"), ("000.json", b'{"label": "zero"}')], 'expected an integer "label" (or "cls")'),
     ([("000.png", "png:0"), ("000.jpg", "png:1")], "sample '000' has two images (000.png, 000.jpg)"),
