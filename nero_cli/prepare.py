@@ -349,13 +349,23 @@ def resolve_batch_size(p: Prepared, batch_size: int | str) -> int:
 
 def estimate_seconds(p: Prepared, batch_size: int, limit: float | None = None,
                      floor: bool = True) -> tuple[int, float]:
-    """Inputs the sweep will run (the floor's round trips too, with ``floor``) and a rough time: one
-    timed forward pass per model (with ``limit``, in seconds, a time known to stay under it is not
-    timed again: see :func:`seconds_per_input`)."""
-    total = (p.n_inputs() + (p.floor_inputs() if floor else 0)) // max(1, len(p.runners))
-    b = max(1, min(batch_size, 64, total))
-    within = None if limit is None else limit / max(1, total)
+    """Inputs the sweep will run at least (the floor's round trips too, with ``floor``) and a rough
+    time: one timed forward pass per model (with ``limit``, in seconds, a time known to stay under
+    it is not timed again: see :func:`seconds_per_input`; a sweep over it whatever the floor adds
+    is not made to count the floor's passes)."""
+    models = max(1, len(p.runners))
+    orbit = p.n_inputs() // models
+    b = max(1, min(batch_size, 64, orbit))
+    # the floor adds at most one pass per orbit input; its exact count builds every element's
+    # action (40 s for a 601 x 601 shift grid), so it is counted only when the bounds disagree
+    within = None if limit is None else limit / max(1, 2 * orbit if floor else orbit)
     per_input = seconds_per_input(p.runners, p.dataset.inputs[:1].to(p.device), b, within)
+    total = orbit
+    if floor and limit is not None and 2 * orbit * per_input <= limit:
+        total = 2 * orbit  # under the limit even if every element were inexact (a bound, never printed)
+    elif floor and (limit is None or orbit * per_input <= limit):
+        total += p.floor_inputs() // models
+    # else: over the limit without the floor: at least ``orbit`` inputs, refused as it is
     return len(p.runners) * total, per_input * total
 
 

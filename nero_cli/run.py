@@ -213,7 +213,8 @@ def _checked_batch_size(p: Prepared, batch_size: int | str, amp: bool, yes: bool
         limit = LONG_RUN_SECONDS * (ranks[1] if ranks else 1)
         n_inputs, seconds = estimate_seconds(p, size, limit, floor)
         if seconds > limit:
-            raise OptionError(f"this sweep runs {n_inputs:,} inputs, about {_duration(seconds)} here; add --yes to "
+            raise OptionError(f"this sweep runs at least {n_inputs:,} inputs, about {_duration(seconds)} or more "
+                              "here; add --yes to "
                               "run it, or use a coarser grid (a larger step) or --limit")
     return size
 

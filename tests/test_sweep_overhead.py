@@ -201,3 +201,20 @@ def test_a_run_written_behind_is_the_run_written_inline(tmp_path, monkeypatch, f
     assert r.exit_code == 0, r.output
     for name in ("results.csv", "summary.csv", "summary.json"):
         assert (tmp_path / "inline" / name).read_bytes() == (tmp_path / "behind" / name).read_bytes()
+
+
+def test_the_floor_is_counted_only_when_it_decides_the_one_hour_check(monkeypatch):
+    """Counting the floor's round trips builds every element's action (40 s for a 601 x 601 shift
+    grid): the estimate does it only when the orbit alone is under the limit and twice it is over."""
+    from nero_cli.prepare import Prepared, estimate_seconds, prepare
+
+    p = prepare(["sample:mnist-cnn"], "sample:mnist500", ["rotation:step=45"], device="cpu", limit=4)
+    exact = p.floor_inputs()
+    assert exact == 4 * 4  # 4 samples x the 4 inexact rotations of 8 (45, 135, 225, 315)
+    counted = []
+    monkeypatch.setattr(Prepared, "floor_inputs", lambda self: counted.append(1) or exact)
+    n, s = estimate_seconds(p, 64)  # no limit: the exact count
+    assert n == 32 + 16 and counted == [1]
+    per_input = s / n
+    assert estimate_seconds(p, 64, limit=per_input * 1e-3)[0] == 32 and counted == [1]  # over anyway: not counted
+    assert estimate_seconds(p, 64, limit=per_input * 1e6)[0] == 64 and counted == [1]  # under anyway: a bound
