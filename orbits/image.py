@@ -189,7 +189,9 @@ class ImageAction:
         ``antialias=K`` each output pixel averages K×K samples spread over its area."""
         key = ("grids", tuple(indices), src.device, src.dtype)
         grid = self._cache.get(key)
-        if grid is None:  # (g, KH, KW, 2); a sweep asks for the same elements chunk after chunk
+        if grid is None and len(indices) == 1:  # one element: its own cached grid, not a second copy
+            grid = self._grid(indices[0], src.device, src.dtype)[None]
+        elif grid is None:  # (g, KH, KW, 2); a sweep asks for the same elements chunk after chunk
             grid = torch.stack([self._grid(i, src.device, src.dtype) for i in indices])
             if len(self._cache) < 4096:
                 self._cache[key] = grid
