@@ -23,12 +23,16 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import pandas as pd
 
 from .errors import OptionError
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from nero_cli.lazy import pandas as pd
 
 #: The environment variable of the result cache's size cap, and its default (2 GB).
 MAX_ENV = "NERO_CACHE_MAX"

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from orbits import OrbitSpec
@@ -28,6 +27,11 @@ from .tasks import Chunk, TaskRecord
 from .tasks.base import scored_columns
 from .prefetch import ChunkLoader
 from .write_behind import WriteBehind
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from nero_cli.lazy import pandas as pd
 
 Progress = Callable[[int], None]
 #: A (model, group) block is kept for the result cache while its rows take at most this many bytes;

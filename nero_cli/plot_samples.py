@@ -15,13 +15,17 @@ models disagree most, rather than three on which every model scores near 0.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import pandas as pd
 
 from .errors import OptionError
 from .summary import rank_samples
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from nero_cli.lazy import pandas as pd
 
 DEFAULT = "worst:1,spread:2"
 MODES = ("worst", "best", "spread")

@@ -18,10 +18,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import __version__
@@ -40,6 +39,11 @@ from .shard import chunk_samples, distributed, finish_distributed, parse_shard, 
 from .spill import SpillReader
 from .stream import RunStream, Totals
 from .summary import aggregate, summarise
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from nero_cli.lazy import pandas as pd
 
 
 #: Version of summary.json's layout and key names (2: worst_element_*, robust_*, no mean_confidence).

@@ -17,15 +17,19 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
 
 from .core import element_weights
 from .errors import NeroError, OptionError, OutputError
 from .model_formats import sha256_file
 from .tasks import TaskRecord, get_task
 from .vectors import Vectors, open_vectors
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from nero_cli.lazy import pandas as pd
 
 RUN_JSON, RESULTS, AGGREGATE, SUMMARY = "run.json", "results.csv", "summary.csv", "summary.json"
 #: Columns every results table starts with, before the parameter columns.

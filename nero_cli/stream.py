@@ -19,10 +19,9 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .csv_rows import RowFormat, header as csv_header
 from .measures import BlockStats
@@ -31,6 +30,11 @@ from .spill import Block, Spill, SpillReader
 from .summary import block_summary
 from .tasks import TaskRecord
 from .vectors import FOLDER as VECTORS, VectorWriter, vectors_record
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from nero_cli.lazy import pandas as pd
 
 @dataclass
 class Layout:

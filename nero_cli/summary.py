@@ -8,13 +8,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .measures import BlockStats, SummaryKey
 from .tasks import TaskRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from nero_cli.lazy import pandas as pd
 
 KEYS = ["model", "group", "element"]
 #: Samples per update of the running sums (fixed, so every run folds them in the same order).
