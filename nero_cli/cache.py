@@ -23,16 +23,11 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .errors import OptionError
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    from nero_cli.lazy import pandas as pd
 
 #: The environment variable of the result cache's size cap, and its default (2 GB).
 MAX_ENV = "NERO_CACHE_MAX"
@@ -94,12 +89,11 @@ def make_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def save_frame(path: Path, frame: pd.DataFrame) -> None:
-    """Write a DataFrame losslessly as plain arrays (``.npz``), atomically."""
+def save_columns(path: Path, columns: Mapping[str, np.ndarray]) -> None:
+    """Write a table's columns losslessly as plain arrays (``.npz``), atomically (text as ``str``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"__columns__": np.array(list(frame.columns), dtype=str)}
-    for i, c in enumerate(frame.columns):
-        col = frame[c].to_numpy()
+    arrays = {"__columns__": np.array(list(columns), dtype=str)}
+    for i, col in enumerate(map(np.asarray, columns.values())):
         arrays[f"c{i}"] = col.astype(str) if col.dtype == object else col
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
@@ -111,15 +105,17 @@ def save_frame(path: Path, frame: pd.DataFrame) -> None:
         raise
 
 
-def load_frame(path: Path) -> pd.DataFrame:
-    """Read what :func:`save_frame` wrote (``allow_pickle=False``)."""
+def n_rows(columns: Mapping[str, np.ndarray]) -> int:
+    """The number of rows of a table given as its columns (0 without columns)."""
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def load_columns(path: Path) -> dict[str, np.ndarray]:
+    """Read what :func:`save_columns` wrote (``allow_pickle=False``; text columns as ``object``)."""
     with np.load(path, allow_pickle=False) as z:
         order = [str(c) for c in z["__columns__"].tolist()]
-        frame = pd.DataFrame({c: z[f"c{i}"] for i, c in enumerate(order)})
-    for c in frame.columns:
-        if frame[c].dtype.kind == "U":
-            frame[c] = frame[c].astype(object)
-    return frame
+        cols = {c: z[f"c{i}"] for i, c in enumerate(order)}
+    return {c: v.astype(object) if v.dtype.kind == "U" else v for c, v in cols.items()}
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ class CacheInfo:
 
 
 class Cache:
-    """Get and put results pieces (DataFrames without the ``model`` column) by key.
+    """Get and put results pieces (a table's columns, without the ``model`` column) by key.
 
     ``max_bytes``: the size cap (None: unbounded, as a run's chunk store; 0: store nothing).
     :meth:`results` opens the user's result cache with the cap of ``$NERO_CACHE_MAX``.
@@ -160,14 +156,14 @@ class Cache:
         """Whether an entry of ``key`` is stored (it may still turn out damaged on :meth:`get`)."""
         return self._path(key).is_file()
 
-    def get(self, key: str) -> pd.DataFrame | None:
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
         """The entry of ``key`` (refreshing its modification time, for the LRU order), or None."""
         path = self._path(key)
         if not path.is_file():
             self.misses += 1
             return None
         try:
-            frame = load_frame(path)
+            columns = load_columns(path)
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, never an error
             self.misses += 1
             return None
@@ -177,10 +173,10 @@ class Cache:
             pass  # a read-only cache still serves its entries
         self.hits += 1
         self._served.add(key)
-        return frame
+        return columns
 
-    def put(self, key: str, frame: pd.DataFrame) -> None:
-        """Store ``frame`` as ``key`` and evict the least recently used entries beyond the cap.
+    def put(self, key: str, columns: Mapping[str, np.ndarray]) -> None:
+        """Store ``columns`` as ``key`` and evict the least recently used entries beyond the cap.
 
         Storing a key that :meth:`get` served means the caller did not use that entry: it
         counts as a miss, not a hit."""
@@ -191,7 +187,7 @@ class Cache:
         if self.max_bytes == 0:
             return
         try:
-            save_frame(self._path(key), frame)
+            save_columns(self._path(key), columns)
             if self.max_bytes is not None:
                 self.evict(self.max_bytes)
         except OSError as exc:  # a read-only or full cache never fails a run

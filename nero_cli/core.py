@@ -18,7 +18,7 @@ from orbits import OrbitSpec
 from orbits.spec import PLANAR_INPUTS
 
 from . import __version__
-from .cache import make_key
+from .cache import make_key, n_rows
 from .errors import OptionError
 from .resampling import coverage, inexact, round_trip
 from .runner import ModelRunner
@@ -30,8 +30,6 @@ from .write_behind import WriteBehind
 
 if TYPE_CHECKING:
     import pandas as pd
-else:
-    from nero_cli.lazy import pandas as pd
 
 Progress = Callable[[int], None]
 #: A (model, group) block is kept for the result cache while its rows take at most this many bytes;
@@ -154,12 +152,12 @@ class Sweep:
         parts = self.key_parts(runner, plan)
         key = make_key(parts) if self.cache is not None and self.data_key and runner.model.sha256 else None
         hit = self.cache.get(key) if key is not None else None
-        if hit is not None and len(hit) == n * g:
+        if hit is not None and n_rows(hit) == n * g:
             if self.progress:
                 self.progress(n * g)
             for s0 in range(0, n, 256):
-                rows = hit.iloc[s0 * g : (s0 + 256) * g]
-                sink.add(b, *self._ids(s0, len(rows) // g), {c.name: rows[c.name].to_numpy() for c in self.task.columns})
+                rows = {c.name: hit[c.name][s0 * g : (s0 + 256) * g] for c in self.task.columns}
+                sink.add(b, *self._ids(s0, n_rows(rows) // g), rows)
             return
         held: list[dict[str, np.ndarray]] | None = [] if key is not None else None
         size = 0
@@ -174,7 +172,8 @@ class Sweep:
         if key is not None and held is not None:
             cols = {c: np.concatenate([h[c] for h in held]) for c in held[0]}
             keys = key_columns(runner.name, plan, self.params, *self._ids(0, n))
-            self.cache.put(key, pd.DataFrame({**keys, **cols}).drop(columns=["model"]))
+            del keys["model"]
+            self.cache.put(key, {**keys, **cols})
 
     def _ids(self, s0: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample ids and labels (-1 without) of the samples at positions ``s0 : s0 + b``."""
@@ -223,13 +222,13 @@ class Sweep:
                 ctx = task.score(output.pull_back(outputs, range(g)), chunk)
                 if task.input_kind in PLANAR_INPUTS:
                     ctx = {**ctx, **self._resampling(runner, x, plan, action, outputs, chunk, ctx, per_pass)}
-                done = pd.DataFrame(scored_columns(task, ctx))
+                done = scored_columns(task, ctx)
                 if ckey is not None and time.monotonic() - self._kept >= CHECKPOINT_SECONDS:
                     self.chunks.put(ckey, done)  # about one chunk a second: --resume recomputes the rest
                     self._kept = time.monotonic()
             elif self.progress:
-                self.progress(len(done))
-            yield s0, {c.name: done[c.name].to_numpy() for c in task.columns}
+                self.progress(n_rows(done))
+            yield s0, {c.name: done[c.name] for c in task.columns}
 
     def _resampling(self, runner: ModelRunner, x: torch.Tensor, plan: OrbitPlan, action: Any,
                     outputs: torch.Tensor, chunk: Chunk, ctx: Mapping[str, Any], per_pass: int) -> dict[str, Any]:

@@ -15,10 +15,11 @@ import platform
 import shutil
 import tempfile
 from contextlib import nullcontext
+from importlib import metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ else:
     from nero_cli.lazy import pandas as pd
 
 
+#: The aggregate curves: summary.csv's columns (a run, from the running sums) or a table (the Python API).
+Aggregate = Union[Mapping[str, np.ndarray], "pd.DataFrame"]
+
 #: Version of summary.json's layout and key names (2: worst_element_*, robust_*, no mean_confidence).
 SCHEMA_VERSION = 2
 #: In a partial run folder: the streamed rows (CSV parts and spill). In a shard's run folder: its spill.
@@ -55,7 +59,8 @@ STREAM, SHARD = "stream", "shard"
 @dataclass
 class RunResult:
     out: Path
-    aggregate: pd.DataFrame
+    #: summary.csv's columns (the aggregate curves; :attr:`aggregate` is their table)
+    curves: Mapping[str, np.ndarray]
     summary: dict[str, Any]
     plots: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -63,6 +68,11 @@ class RunResult:
     random_init: list[str] = field(default_factory=list)
     #: run.json's ``cache`` record (hits and misses of the result cache; None without it).
     cache: dict[str, int] | None = None
+
+    @property
+    def aggregate(self) -> pd.DataFrame:
+        """summary.csv's table (the aggregate curves), built when asked for."""
+        return pd.DataFrame(dict(self.curves))
 
     @property
     def table(self) -> pd.DataFrame:
@@ -82,16 +92,17 @@ def _duration(seconds: float) -> str:
 
 
 def _versions() -> dict[str, str]:
+    # pandas' installed version, read without importing it (a run writes its tables without pandas)
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "nero": __version__}
+            "pandas": metadata.version("pandas"), "nero": __version__}
 
 
 def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256, seed: int = 0,
             score_threshold: float = 0.5, cache: Any = None, chunks: Any = None, chunk_samples: int | None = None,
             progress_factory: Callable[[int], Any] | None = None, floor: bool = True,
             stream: RunStream | None = None,
-            gather: Callable[[], None] | None = None) -> tuple[Evaluation, pd.DataFrame, dict[str, Any]]:
-    """Run the sweep; return the evaluation, the aggregate table and the summary (``floor=False``:
+            gather: Callable[[], None] | None = None) -> tuple[Evaluation, Aggregate, dict[str, Any]]:
+    """Run the sweep; return the evaluation, the aggregate curves and the summary (``floor=False``:
     skip the round trips of the resampling floor; its columns are then empty). With ``stream``
     the rows go to disk as they are evaluated (``Evaluation.table`` is None) and ``gather`` (torchrun)
     adds the other ranks' rows before the sums are closed; a ``spill_only`` stream gets no summary."""
@@ -111,16 +122,16 @@ def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256
     if gather is not None:
         gather()
     if stream is not None and stream.spill_only:
-        return ev, pd.DataFrame(), {}
+        return ev, {}, {}
     agg, summary = tabulate(p, ev, stream.finish() if stream is not None else None)
     p.warnings += coverage_warnings(summary)
     p.warnings += advice(summary, p.task, n_classes=len(p.class_names) if p.class_names else None)
     return ev, agg, summary
 
 
-def tabulate(p: Prepared, ev: Evaluation, totals: Totals | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The aggregate curves and the summary: from a streamed run's running sums (``totals``), or
-    from the evaluation's table."""
+def tabulate(p: Prepared, ev: Evaluation, totals: Totals | None = None) -> tuple[Aggregate, dict[str, Any]]:
+    """The aggregate curves and the summary: from a streamed run's running sums (``totals``: the
+    curves as columns), or from the evaluation's table (the curves as a table)."""
     if totals is None:
         agg = aggregate(ev.table, ev.param_columns, p.task, p.class_names)
         n_samples = int(ev.table["sample"].nunique())
@@ -341,7 +352,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     if store is not None and store.warning:
         p.warnings.append(store.warning)
     if not lead:  # torchrun: rank 0 writes the run
-        return RunResult(out=o.out, aggregate=agg, summary=summary, warnings=p.warnings)
+        return RunResult(out=o.out, curves=agg, summary=summary, warnings=p.warnings)
     if o.ranks:
         p.dataset = whole
     settings = {k: getattr(o, k) for k in ("trust_checkpoint", "limit", "seed", "plot_samples", "score_threshold",
@@ -360,7 +371,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
                      parquet=o.parquet)
 
 
-def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFrame, summary: dict[str, Any],
+def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: Mapping[str, np.ndarray], summary: dict[str, Any],
               extra: dict[str, Any], *, command: Sequence[str] | None, plots: bool, wanted: Any,
               started: Any, stream: RunStream, keep_spill: bool = False, parquet: bool = False) -> RunResult:
     """Write tables, plots and ``run.json`` into ``tmp`` and rename it to ``out`` (``stream``: the
@@ -373,7 +384,7 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
         vectors = stream.write_vectors(tmp)
         if parquet:
             stream.write_parquet(tmp / "results.parquet")
-        rr.write_table(tmp / rr.AGGREGATE, agg)
+        rr.write_columns(tmp / rr.AGGREGATE, agg)
         rr.write_json(tmp / rr.SUMMARY, summary)
         plot_files = _plots(tmp / "plots", stream, agg, record, p, wanted) if plots else []
         finished = _dt.datetime.now(_dt.timezone.utc)
@@ -410,11 +421,11 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: pd.DataFra
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     plot_files = [out / f.relative_to(tmp) for f in plot_files]
-    return RunResult(out=out, aggregate=agg, summary=summary, plots=plot_files, warnings=p.warnings,
+    return RunResult(out=out, curves=agg, summary=summary, plots=plot_files, warnings=p.warnings,
                      random_init=list(p.random_init), cache=extra.get("cache"))
 
 
-def _plots(plot_dir: Path, stream: RunStream, agg: pd.DataFrame, record: dict[str, Any], p: Prepared,
+def _plots(plot_dir: Path, stream: RunStream, agg: Mapping[str, np.ndarray], record: dict[str, Any], p: Prepared,
            wanted: Any) -> list[Path]:
     """The run's plots, from the aggregate curves and the rows of the samples they may show."""
     from .plot_rows import plot_table
@@ -422,7 +433,7 @@ def _plots(plot_dir: Path, stream: RunStream, agg: pd.DataFrame, record: dict[st
 
     prim = p.task.metric(p.task.primary)
     table = plot_table(SpillReader(stream.spill_dir), stream.layout, wanted, prim.column, prim.higher_is_better)
-    return write_plots(plot_dir, table, agg, record, p.dataset, p.runners if p.can_run else None, p.plot_metric,
+    return write_plots(plot_dir, table, pd.DataFrame(dict(agg)), record, p.dataset, p.runners if p.can_run else None, p.plot_metric,
                        wanted)
 
 

@@ -17,9 +17,11 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import numpy as np
 
+from . import csv_rows
 from .core import element_weights
 from .errors import NeroError, OptionError, OutputError
 from .model_formats import sha256_file
@@ -81,6 +83,15 @@ def write_json(path: Path, obj: Any) -> None:
 def write_table(path: Path, table: pd.DataFrame) -> None:
     """A results or aggregate table as CSV, floats to 9 significant digits (the run format)."""
     table.to_csv(path, index=False, float_format="%.9g")
+
+
+def write_columns(path: Path, columns: Mapping[str, np.ndarray]) -> None:
+    """A table given as its columns, as :func:`write_table` writes it (without pandas: see
+    :mod:`nero_cli.csv_rows`)."""
+    cells = [csv_rows.cells(np.asarray(v)) for v in columns.values()]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        fh.write(csv_rows.header(list(columns)))
+        fh.writelines(",".join(row) + "\n" for row in zip(*cells))
 
 
 def read_json(path: Path, run_dir: Path, quiet: bool = False) -> dict[str, Any]:

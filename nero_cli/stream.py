@@ -118,7 +118,8 @@ class TableSink:
 class Totals:
     """What a finished stream gives the run record."""
 
-    aggregate: pd.DataFrame
+    #: summary.csv's columns (the aggregate curves)
+    aggregate: dict[str, np.ndarray]
     metrics: dict[str, dict[str, dict[str, Any]]]
     n_rows: int
     n_samples: int
@@ -183,7 +184,7 @@ class RunStream:
         self.has_vectors = self.vectors is not None and self.vectors.close(lay.models, [p.label for p in lay.plans])
         stats = {b: s.close() for b, s in self.sums.items()}
         first = self.sums[lay.blocks[0]]
-        self.totals = Totals(aggregate_frame(lay, self.sums), summary_metrics(lay, stats),
+        self.totals = Totals(aggregate_columns(lay, self.sums), summary_metrics(lay, stats),
                              n_rows=sum(s.samples * s.n_elements for s in self.sums.values()), n_samples=first.samples)
         return self.totals
 
@@ -223,9 +224,9 @@ def summary_metrics(lay: Layout, stats: Mapping[Block, BlockStats]) -> dict[str,
     return out
 
 
-def aggregate_frame(lay: Layout, sums: Mapping[Block, BlockSums]) -> pd.DataFrame:
-    """summary.csv from the running sums: the "all" rows of every block, then the class rows of
-    every block in order of first appearance (as :func:`nero_cli.summary.aggregate` orders them)."""
+def aggregate_columns(lay: Layout, sums: Mapping[Block, BlockSums]) -> dict[str, np.ndarray]:
+    """summary.csv's columns from the running sums: the "all" rows of every block, then the class
+    rows of every block in order of first appearance (as :func:`nero_cli.summary.aggregate` orders them)."""
     names = [m.name for m in lay.task.metrics]
     per_class = any(c.name == "reference" for c in lay.task.columns) or any(s.any_label for s in sums.values())
     objects = lay.object_params
@@ -249,7 +250,7 @@ def aggregate_frame(lay: Layout, sums: Mapping[Block, BlockSums]) -> pd.DataFram
         cols["n"].append(curves.size[subset, elem])
         for i, m in enumerate(names):
             cols[m].append(means[i][subset, elem])
-    return pd.DataFrame({k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()})
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
 
 
 __all__ = ["Layout", "TableSink", "RunStream", "Totals", "key_columns", "param_values"]

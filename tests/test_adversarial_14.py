@@ -377,11 +377,11 @@ def test_ctrl_c_mid_sweep_with_the_writer_thread_keeps_chunks_and_resumes_identi
 KILL_IN_WRITE_PHASE = """
 import os, sys
 from nero_cli import runrecord as rr
-write_table = rr.write_table
+write_columns = rr.write_columns
 def killed(path, table):  # SIGKILL right after summary.csv: results, vectors and parquet are in the partial folder
-    write_table(path, table)
+    write_columns(path, table)
     os._exit(137)
-rr.write_table = killed
+rr.write_columns = killed
 from nero_cli.cli import main
 sys.argv = ["nero", *sys.argv[1:]]
 main()

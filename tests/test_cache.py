@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from nero_cli.cache import DEFAULT_MAX, Cache, load_frame, max_size, parse_size, reuse_line
+from nero_cli.cache import DEFAULT_MAX, Cache, load_columns, max_size, parse_size, reuse_line
 from nero_cli.cli import app
 from nero_cli.errors import OptionError
 
@@ -26,10 +26,14 @@ def key(i: int) -> str:
     return f"{i:02x}" + f"{i:062x}"
 
 
-def frame(seed: int) -> pd.DataFrame:
-    """A piece of fixed shape (so every entry has the same size on disk)."""
+def frame(seed: int) -> dict[str, np.ndarray]:
+    """A piece of fixed shape (so every entry has the same size on disk), as its columns."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"sample": np.arange(50, dtype=np.int64), "confidence": rng.random(50)})
+    return {"sample": np.arange(50, dtype=np.int64), "confidence": rng.random(50)}
+
+
+def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return list(a) == list(b) and all(a[c].dtype == b[c].dtype and np.array_equal(a[c], b[c]) for c in a)
 
 
 def entry(cache: Cache, i: int) -> Path:
@@ -91,7 +95,7 @@ def test_least_recently_used_entries_are_evicted_first(tmp_path):
         os.utime(entry(cache, i), (1000 * i, 1000 * i))  # stored in the order 1, 2, 3
     assert [entry(cache, i).stat().st_size for i in (1, 2, 3)] == [size] * 3
     got = cache.get(key(1))  # a hit makes 1 the most recently used
-    assert got is not None and got.equals(frame(1))
+    assert got is not None and same(got, frame(1))
     assert entry(cache, 1).stat().st_mtime > 3000
 
     cache.put(key(4), frame(4))  # four entries do not fit: the least recently used (2) goes
@@ -99,7 +103,19 @@ def test_least_recently_used_entries_are_evicted_first(tmp_path):
     cache.put(key(5), frame(5))  # then 3
     assert sorted(i for i in range(1, 6) if entry(cache, i).exists()) == [1, 4, 5]
     assert cache.info().size == 3 * size <= cache.max_bytes
-    assert load_frame(entry(cache, 5)).equals(frame(5))
+    assert same(load_columns(entry(cache, 5)), frame(5))
+
+
+def test_an_entry_keeps_its_columns_and_their_types(tmp_path):
+    cache = Cache(tmp_path)
+    cols = {"group": np.array(["rotation", "scale,1"], dtype=object), "element": np.array([3, 4], dtype=np.int64),
+            "correct": np.array([True, False]), "confidence": np.array([0.25, np.nan])}
+    cache.put(key(1), cols)
+    got = cache.get(key(1))
+    assert got is not None and list(got) == list(cols)
+    assert got["group"].dtype == object and got["group"].tolist() == ["rotation", "scale,1"]
+    assert all(np.array_equal(got[c], cols[c], equal_nan=True) and got[c].dtype == cols[c].dtype
+               for c in ("element", "correct", "confidence"))
 
 
 def test_an_entry_larger_than_the_cap_is_not_kept(tmp_path):

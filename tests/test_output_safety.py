@@ -98,11 +98,11 @@ def test_io_errors_while_writing_are_exit_5_and_leave_nothing(tmp_path, monkeypa
     def fail(path, table):
         raise OSError(code, os.strerror(code), str(path))
 
-    monkeypatch.setattr(rr, "write_table", fail)
+    monkeypatch.setattr(rr, "write_columns", fail)
     out = tmp_path / "run"
     r = evaluate(out)
     assert r.exit_code == 5, r.stderr
-    # the first table written through write_table names itself (results.csv is streamed; summary.csv is next)
+    # the first table written through write_columns names itself (results.csv is streamed; summary.csv is next)
     assert "summary.csv: cannot write" in r.stderr and os.strerror(code) in r.stderr and "internal error" not in r.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -18,7 +18,7 @@ from nero_cli.plot_samples import pick_samples
 from nero_cli.prepare import prepare
 from nero_cli.run import evaluate_run
 from nero_cli.running import CurveSums
-from nero_cli.runrecord import json_text, open_run, write_table
+from nero_cli.runrecord import json_text, open_run, write_columns, write_table
 from nero_cli.spill import SpillReader
 from nero_cli.stream import RunStream
 from nero_cli.summary import aggregate
@@ -47,6 +47,21 @@ def nets(tmp_path_factory) -> list[str]:
     path = tmp_path_factory.mktemp("nets") / "net.py"
     path.write_text(NET)
     return [f"{path}:build", f"{path}:other"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_columns_are_written_as_pandas_writes_their_table(tmp_path, n):
+    """summary.csv is written from its columns without pandas: the bytes of DataFrame.to_csv."""
+    rng = np.random.default_rng(n)
+    texts = np.array(["all", "a,b", 'say "hi"', "two\nlines", None][:n] + ["x"] * max(0, n - 5), dtype=object)
+    floats = rng.random(n) * 10.0 ** rng.integers(-12, 12, n)
+    floats[::2] = np.nan
+    cols = {"model": texts, "group": np.full(n, "rotation", dtype=object), "element": np.arange(n, dtype=np.int64),
+            "angle": np.linspace(0, 350, n), "flag": np.arange(n) % 2 == 0, "n": np.arange(n, dtype=np.int64) * 7,
+            "mixed": np.array([1.5, "t", None, 2, float("nan")][:n], dtype=object), "value": floats}
+    write_columns(tmp_path / "a.csv", cols)
+    write_table(tmp_path / "b.csv", pd.DataFrame(cols))
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
 @pytest.mark.slow
