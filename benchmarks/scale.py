@@ -12,14 +12,20 @@ Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged 
   wall and the CPU time of the whole command, on one thread. The exponents are the slopes of log
   time over log samples (CPU time is the steadier one on shared cores), also after taking off the
   CPU time of the same command over one sample (start-up, loading, checks, writing).
-- ratios: per model, the bare forward pass (the model alone over the pre-transformed orbit, best
-  of two, in this process) against ``nero evaluate`` run as a command over the same samples and
+- ratios: per model, the bare forward pass (the model alone over the pre-transformed orbit, in
+  this process) against ``nero evaluate`` run as a command over the same samples and
   orbit (a fresh process: start-up, loading, the sweep and writing counted), with ``--no-floor``
   and with the resampling floor (which adds a forward pass per inexact element: "forward_passes"
   counts them, and "model_share" is the bare time of every pass nero makes over nero's time). Both
   sides run on one thread and are timed in CPU seconds, since wall time on shared cores follows
-  the machine's load; each side is the best of several runs (bare: three passes; nero: two
-  commands), as these measurements vary by about 5 % from run to run here.
+  the machine's load; the bare pass and nero's command take turns three times (the floor's
+  command twice) and each side keeps its best, as these measurements vary by 5 to 10 % from run
+  to run here ("ratios_of_each_run": every command against the best bare pass). Since the machine
+  speeds up and slows down between the two sides, each command also times its own forward passes
+  (every call of ``ModelRunner.raw``, in the same process; see ``TIMED``): "forward_share_in_process"
+  is their CPU time over the whole command's, start-up and writing counted, and
+  "forward_cpu_over_bare" their CPU time over the bare pass's for as many inputs (1: nero's forward
+  passes run as fast as the bare loop; above 1, they ran slower, or the machine did).
 - startup: seconds from process start to the first progress update of ``nero evaluate
   sample:mnist-cnn --data sample:mnist500 -g rotation --no-cache``, ``python -X importtime -m
   nero_cli evaluate --help``'s total, and ``import torch`` alone (best and median of five).
@@ -60,6 +66,25 @@ PROBE = ("import json, resource, subprocess, sys, time; t = time.perf_counter();
          "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
          "print(json.dumps({'code': r.returncode, 'seconds': time.perf_counter() - t, 'cpu': u.ru_utime + u.ru_stime, "
          "'peak_rss_kb': u.ru_maxrss, 'stderr': r.stderr[-2000:]}))")
+# ``nero evaluate`` with the CPU time of its forward passes (every call of ``ModelRunner.raw``, the
+# one place nero calls a model) written to stderr at exit: the model's share of the same process
+TIMED = r"""
+import atexit, sys, time
+import nero_cli.runner as runner
+spent = [0.0]
+raw = runner.ModelRunner.raw
+def timed(self, x):
+    t = time.process_time()
+    try:
+        return raw(self, x)
+    finally:
+        spent[0] += time.process_time() - t
+runner.ModelRunner.raw = timed
+atexit.register(lambda: print(f"model_cpu={spent[0]:.6f}", file=sys.stderr))
+from nero_cli.cli import main
+sys.argv = ["nero", *sys.argv[1:]]
+main()
+"""
 FIRST = r"""
 import json, os, sys, time
 t0 = float(sys.argv[1])
@@ -87,15 +112,19 @@ def tiled(n: int, folder: Path) -> Path:
     return path
 
 
-def run_cli(args: list[str], out: Path, threads: int | None = None) -> dict:
-    """``nero evaluate ARGS --out OUT`` in a fresh process: wall and CPU seconds, and the peak RSS."""
-    cmd = [sys.executable, "-m", "nero_cli", "evaluate", *args, "--no-cache", "--no-plots", "--yes", "-q",
+def run_cli(args: list[str], out: Path, threads: int | None = None, timed: bool = False) -> dict:
+    """``nero evaluate ARGS --out OUT`` in a fresh process: wall and CPU seconds, and the peak RSS
+    (``timed``: also the CPU seconds of its forward passes, "model_cpu", see :data:`TIMED`)."""
+    start = ["-c", TIMED] if timed else ["-m", "nero_cli"]
+    cmd = [sys.executable, *start, "evaluate", *args, "--no-cache", "--no-plots", "--yes", "-q",
            "--out", str(out), "--overwrite"]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     p = subprocess.run([sys.executable, "-c", PROBE, *cmd], capture_output=True, text=True, cwd=ROOT, env=env)
     r = json.loads(p.stdout.strip().splitlines()[-1])
     if r["code"] != 0:
         raise SystemExit(f"nero evaluate failed: {' '.join(cmd)}\n{r['stderr']}")
+    if timed:
+        r["model_cpu"] = float(re.findall(r"model_cpu=([0-9.]+)", r["stderr"])[-1])
     return r
 
 
@@ -150,27 +179,41 @@ def best_of(fn, k: int = 2, clock=time.perf_counter) -> float:  # noqa: ANN001
     return best
 
 
-def ratios(folder: Path) -> dict:
-    """One thread everywhere and CPU seconds (these cores are shared: wall time follows the load)."""
+def ratios(folder: Path, rounds: int = 3) -> dict:
+    """One thread everywhere and CPU seconds (these cores are shared: wall time follows the load).
+    The bare pass and nero's commands take turns, ``rounds`` times, and each side keeps its best,
+    so that a slow minute of the machine does not fall on one side only."""
     torch.set_num_threads(1)
     table = {}
     for name, model, n, group, batch in RATIO_CASES:
         xs, m, reps, trips = _orbit(model, n, group)
+        args = [model, "--data", str(tiled(n, folder)), "-g", group, "--batch-size", str(batch), "--random-init"]
+        cases = (("no_floor", ["--no-floor"], len(xs) * reps, rounds), ("floor", [], len(xs) * reps + n * trips, 2))
+        bare, runs = math.inf, {label: [] for label, *_ in cases}
         with torch.inference_mode():
             m(xs[:batch])
-            once = best_of(lambda: [m(xs[i:i + batch]) for i in range(0, len(xs), batch)], k=3, clock=time.process_time)
-        bare = len(xs) / once  # inputs per CPU second; the tiled data is this orbit ``reps`` times
+            for i in range(rounds):
+                bare = min(bare, best_of(lambda: [m(xs[j:j + batch]) for j in range(0, len(xs), batch)], k=1,
+                                         clock=time.process_time))
+                for label, extra, _, k in cases:
+                    if i < k:
+                        runs[label].append(run_cli([*args, *extra], folder / "run", threads=1, timed=True))
+        per_s = len(xs) / bare  # inputs per CPU second; the tiled data is this orbit ``reps`` times
         inputs = len(xs) * reps
-        args = [model, "--data", str(tiled(n, folder)), "-g", group, "--batch-size", str(batch), "--random-init"]
-        row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(bare, 1)}
-        for label, extra, passes in (("no_floor", ["--no-floor"], inputs), ("floor", [], inputs + n * trips)):
-            r = min((run_cli([*args, *extra], folder / "run", threads=1) for _ in range(2)), key=lambda v: v["cpu"])
+        row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(per_s, 1)}
+        for label, _, passes, _ in cases:
+            r = min(runs[label], key=lambda v: v["cpu"])
             row[label] = {"cpu_seconds": round(r["cpu"], 2), "wall_seconds": round(r["seconds"], 2),
-                          "ratio": round(inputs / r["cpu"] / bare, 3), "forward_passes": passes,
-                          "model_share": round(passes / bare / r["cpu"], 3)}
+                          "ratio": round(inputs / r["cpu"] / per_s, 3), "forward_passes": passes,
+                          "model_share": round(passes / per_s / r["cpu"], 3),
+                          "ratios_of_each_run": [round(inputs / v["cpu"] / per_s, 3) for v in runs[label]],
+                          "forward_share_in_process": [round(v["model_cpu"] / v["cpu"], 3) for v in runs[label]],
+                          "forward_cpu_over_bare": [round(v["model_cpu"] * per_s / passes, 3) for v in runs[label]]}
         table[name] = row
-        print(f"  {name}: bare {bare:,.0f} inputs per CPU s; end to end / bare: --no-floor {row['no_floor']['ratio']}, "
-              f"with the floor {row['floor']['ratio']} (model share {row['floor']['model_share']})", flush=True)
+        print(f"  {name}: bare {per_s:,.0f} inputs per CPU s; end to end / bare: --no-floor {row['no_floor']['ratio']}, "
+              f"with the floor {row['floor']['ratio']} (model share {row['floor']['model_share']}); forward passes' "
+              f"share of nero's CPU time: --no-floor {row['no_floor']['forward_share_in_process']}, with the floor "
+              f"{row['floor']['forward_share_in_process']}", flush=True)
     return table
 
 
