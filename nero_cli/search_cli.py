@@ -63,18 +63,23 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
                                 command=["nero", *sys.argv[1:]], weights=weights or [], meta=meta or [],
                                 names=name or [], trust_checkpoint=trust_checkpoint, normalize=normalize,
                                 limit=limit, sample=sample, seed=seed, device=device, task=task)
-            if quiet:
-                return
-            quantity = result.summary.get("quantity", "confidence")
-            for model, per_axis in result.summary["models"].items():
-                for key, s in per_axis.items():
-                    med = "beyond the range" if s["median_breaking"] is None else f"{s['median_breaking']:.3g}"
-                    typer.echo(f"{model} {key}: median breaking {med}, never broken "
-                               f"{100 * s['share_never_broken']:.0f}%, median worst {quantity} "
-                               f"{s['median_worst_value']:.3f}")
-            typer.echo(f"wrote {result.out}")
+            if not quiet:
+                _echo_summary(result.summary, result.out)
 
         guard(work)
+
+
+def _echo_summary(summary: dict[str, Any], out: Path) -> None:
+    """One line per model and axis: the median breaking parameter, the share never broken and the
+    median worst value; then the run directory."""
+    quantity = summary.get("quantity", "confidence")
+    for model, per_axis in summary["models"].items():
+        for key, s in per_axis.items():
+            med = "beyond the range" if s["median_breaking"] is None else f"{s['median_breaking']:.3g}"
+            typer.echo(f"{model} {key}: median breaking {med}, never broken "
+                       f"{100 * s['share_never_broken']:.0f}%, median worst {quantity} "
+                       f"{s['median_worst_value']:.3f}")
+    typer.echo(f"wrote {out}")
 
 
 __all__ = ["add_command"]

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from nero_cli.cli import app
 from nero_cli.runrecord import RunRecord, open_run
 from nero_cli.vectors import BlockColumns
+from tests.fixtures.old_runs import strip_vectors
 
 runner = CliRunner()
 MNIST = ["--data", "sample:mnist500", "-g", "rotation:step=45", "-g", "scale:start=0.5,stop=1.5,step=0.25",
@@ -41,15 +42,6 @@ def mnist(root) -> dict[str, Path]:
                             "--limit", "40", *MNIST),
             "base": evaluate(root / "base", "sample:mnist-cnn-aug", "--name", "m", "--limit", "40", *MNIST),
             "other": evaluate(root / "other", "sample:mnist-cnn-aug", "--name", "m", "--sample", "30", *MNIST)}
-
-
-def strip_vectors(run: Path) -> None:
-    """The run as an older nero wrote it: no vectors/, nothing about them in run.json."""
-    shutil.rmtree(run / "vectors")
-    info = json.loads((run / "run.json").read_text())
-    del info["vectors"]
-    info["files"] = [f for f in info["files"] if not f.startswith("vectors/")]
-    (run / "run.json").write_text(json.dumps(info, indent=2))
 
 
 def all_keys(run: Path) -> str:

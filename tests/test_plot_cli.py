@@ -16,6 +16,7 @@ from nero_cli.cli import app
 from nero_cli.errors import OptionError
 from nero_cli.group_list import groups_overview
 from nero_cli.plot_samples import DEFAULT, parse_plot_samples, pick_samples, spread_ranking
+from tests.fixtures.old_runs import strip_vectors
 
 runner = CliRunner()
 
@@ -219,15 +220,6 @@ def test_nero_plot_without_the_data_draws_no_thumbnail(runs):
     assert (out / "rotation_confidence.png").read_bytes() == (with_thumb / "rotation_confidence.png").read_bytes()
 
 
-def _strip_vectors(run_dir: Path) -> None:
-    """The run as an older nero wrote it: no vectors/, nothing about them in run.json."""
-    shutil.rmtree(run_dir / "vectors")
-    info = json.loads((run_dir / "run.json").read_text())
-    del info["vectors"]
-    info["files"] = [f for f in info["files"] if not f.startswith("vectors/")]
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
-
-
 def _drawn(folder: Path) -> dict[str, bytes]:
     """Every file of a plots folder; plots.json without the run's path."""
     out = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "plots.json"}
@@ -243,7 +235,7 @@ def _same_from_vectors_and_results_csv(src: Path, root: Path, option_sets: list[
 
     old = root / "old"
     shutil.copytree(src, old)
-    _strip_vectors(old)
+    strip_vectors(old)
     for i, opts in enumerate(option_sets):
         with monkeypatch.context() as m:
             m.setattr(RunRecord, "results", lambda self: (_ for _ in ()).throw(AssertionError("results.csv read")))

@@ -20,6 +20,7 @@ from nero_cli.report_data import ReportRun, build_report_data, load_run, name_ru
 from nero_cli.report_rows import TableRows, VectorRows
 from nero_cli.runrecord import RunRecord, open_run
 from nero_cli.vectors import decimal9, npy_header
+from tests.fixtures.old_runs import strip_vectors
 
 runner = CliRunner()
 MNIST = ["sample:mnist-cnn", "sample:mnist-c4", "--data", "sample:mnist500", "-g", "rotation:step=45",
@@ -156,11 +157,7 @@ def test_the_report_never_loads_results_csv_of_a_run_with_vectors(run, tmp_path,
 def test_a_run_without_vectors_is_reported_from_results_csv(run, tmp_path):
     old = tmp_path / "old" / "run"  # the same run name on the page
     shutil.copytree(run, old)
-    shutil.rmtree(old / "vectors")
-    info = json.loads((old / "run.json").read_text())
-    del info["vectors"]
-    info["files"] = [f for f in info["files"] if not f.startswith("vectors/")]
-    (old / "run.json").write_text(json.dumps(info))
+    strip_vectors(old)
     assert isinstance(load_run(old).rows, TableRows)
     assert _page_data([old], reductions=("pca",)) == _page_data([run], reductions=("pca",)).replace(
         json.dumps(str(run))[1:-1], json.dumps(str(old))[1:-1])
