@@ -13,19 +13,24 @@ Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged 
   time over log samples (CPU time is the steadier one on shared cores), also after taking off the
   CPU time of the same command over one sample (start-up, loading, checks, writing).
 - ratios: per model, the bare forward pass (the model alone over the pre-transformed orbit, in
-  this process) against ``nero evaluate`` run as a command over the same samples and
-  orbit (a fresh process: start-up, loading, the sweep and writing counted), with ``--no-floor``
-  and with the resampling floor (which adds a forward pass per inexact element: "forward_passes"
-  counts them, and "model_share" is the bare time of every pass nero makes over nero's time). Both
-  sides run on one thread and are timed in CPU seconds, since wall time on shared cores follows
-  the machine's load; the bare pass and nero's command take turns three times (the floor's
-  command twice) and each side keeps its best, as these measurements vary by 5 to 10 % from run
-  to run here ("ratios_of_each_run": every command against the best bare pass). Since the machine
-  speeds up and slows down between the two sides, each command also times its own forward passes
-  (every call of ``ModelRunner.raw``, in the same process; see ``TIMED``): "forward_share_in_process"
-  is their CPU time over the whole command's, start-up and writing counted, and
-  "forward_cpu_over_bare" their CPU time over the bare pass's for as many inputs (1: nero's forward
-  passes run as fast as the bare loop; above 1, they ran slower, or the machine did).
+  a fresh process of its own, ``--bare``) against ``nero evaluate`` run as a command over the same
+  samples and orbit (a fresh process: start-up, loading, the sweep and writing counted), with
+  ``--no-floor`` and with the resampling floor (which adds a forward pass per inexact element:
+  "forward_passes" counts them, and "model_share" is the bare time of every pass nero makes over
+  nero's time). The nero command keeps freed memory for the next pass (:mod:`nero_cli.heap`),
+  which makes a convolutional network's passes faster than a plain script's; "ratio" is against
+  the bare pass with that same setting (nero's own overhead, nothing credited to the allocator),
+  "ratio_vs_plain_script" against the bare pass with glibc's defaults (what a user sees against
+  writing the loop). Both sides run on one thread and are timed in CPU seconds, since wall time on
+  shared cores follows the machine's load; the bare pass and nero's command take turns three times
+  (the floor's command twice) and each side keeps its best, as these measurements vary by 5 to
+  10 % from run to run here ("ratios_of_each_run": every command against the best bare pass).
+  Since the machine speeds up and slows down between the two sides, each command also times its
+  own forward passes (every call of ``ModelRunner.raw``, in the same process; see ``TIMED``):
+  "forward_share_in_process" is their CPU time over the whole command's, start-up and writing
+  counted, and "forward_cpu_over_bare" their CPU time over the bare pass's for as many inputs (1:
+  nero's forward passes run as fast as the bare loop; above 1, they ran slower, or the machine did).
+  nero's modules are compiled to bytecode first, as an installed package's are.
 - startup: seconds from process start to the first progress update of ``nero evaluate
   sample:mnist-cnn --data sample:mnist500 -g rotation --no-cache``, ``python -X importtime -m
   nero_cli evaluate --help``'s total, and ``import torch`` alone (best and median of five).
@@ -179,42 +184,78 @@ def best_of(fn, k: int = 2, clock=time.perf_counter) -> float:  # noqa: ANN001
     return best
 
 
+def bare_pass(model: str, n: int, group: str, batch: int) -> dict:
+    """CPU seconds of the bare loop over the orbit in this (fresh) process, on one thread: first
+    with glibc's default allocator settings (a plain script), then with those the nero command sets
+    for itself (:mod:`nero_cli.heap`), so nero's own overhead is measured against the same model
+    speed. Each after one warm-up batch."""
+    from nero_cli.heap import keep_freed_memory
+
+    torch.set_num_threads(1)
+    xs, m, reps, trips = _orbit(model, n, group)
+    out = {"inputs": len(xs), "reps": reps, "trips": trips}
+    with torch.inference_mode():
+        for label in ("plain", "kept"):
+            if label == "kept" and not keep_freed_memory():
+                break
+            m(xs[:batch])
+            t = time.process_time()
+            for j in range(0, len(xs), batch):
+                m(xs[j:j + batch])
+            out[label] = time.process_time() - t
+    return out
+
+
+def _bare(model: str, n: int, group: str, batch: int) -> dict:
+    p = subprocess.run([sys.executable, __file__, "--bare", json.dumps([model, n, group, batch])], capture_output=True,
+                       text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if p.returncode != 0:
+        raise SystemExit(f"bare pass failed: {p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def ratios(folder: Path, rounds: int = 3) -> dict:
     """One thread everywhere and CPU seconds (these cores are shared: wall time follows the load).
-    The bare pass and nero's commands take turns, ``rounds`` times, and each side keeps its best,
-    so that a slow minute of the machine does not fall on one side only."""
-    torch.set_num_threads(1)
+    The bare pass (a fresh process, :func:`bare_pass`) and nero's commands take turns, ``rounds``
+    times, and each side keeps its best, so that a slow minute of the machine does not fall on one
+    side only."""
     table = {}
     for name, model, n, group, batch in RATIO_CASES:
-        xs, m, reps, trips = _orbit(model, n, group)
         args = [model, "--data", str(tiled(n, folder)), "-g", group, "--batch-size", str(batch), "--random-init"]
-        cases = (("no_floor", ["--no-floor"], len(xs) * reps, rounds), ("floor", [], len(xs) * reps + n * trips, 2))
-        bare, runs = math.inf, {label: [] for label, *_ in cases}
-        with torch.inference_mode():
-            m(xs[:batch])
-            for i in range(rounds):
-                bare = min(bare, best_of(lambda: [m(xs[j:j + batch]) for j in range(0, len(xs), batch)], k=1,
-                                         clock=time.process_time))
-                for label, extra, _, k in cases:
-                    if i < k:
-                        runs[label].append(run_cli([*args, *extra], folder / "run", threads=1, timed=True))
-        per_s = len(xs) / bare  # inputs per CPU second; the tiled data is this orbit ``reps`` times
-        inputs = len(xs) * reps
-        row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(per_s, 1)}
-        for label, _, passes, _ in cases:
-            r = min(runs[label], key=lambda v: v["cpu"])
-            row[label] = {"cpu_seconds": round(r["cpu"], 2), "wall_seconds": round(r["seconds"], 2),
-                          "ratio": round(inputs / r["cpu"] / per_s, 3), "forward_passes": passes,
-                          "model_share": round(passes / per_s / r["cpu"], 3),
-                          "ratios_of_each_run": [round(inputs / v["cpu"] / per_s, 3) for v in runs[label]],
-                          "forward_share_in_process": [round(v["model_cpu"] / v["cpu"], 3) for v in runs[label]],
-                          "forward_cpu_over_bare": [round(v["model_cpu"] * per_s / passes, 3) for v in runs[label]]}
-        table[name] = row
-        print(f"  {name}: bare {per_s:,.0f} inputs per CPU s; end to end / bare: --no-floor {row['no_floor']['ratio']}, "
-              f"with the floor {row['floor']['ratio']} (model share {row['floor']['model_share']}); forward passes' "
-              f"share of nero's CPU time: --no-floor {row['no_floor']['forward_share_in_process']}, with the floor "
-              f"{row['floor']['forward_share_in_process']}", flush=True)
+        bare: dict[str, float] = {"plain": math.inf, "kept": math.inf}
+        cases = (("no_floor", ["--no-floor"], rounds), ("floor", [], 2))
+        runs: dict[str, list[dict]] = {label: [] for label, *_ in cases}
+        for i in range(rounds):
+            b = _bare(model, n, group, batch)
+            orbit, reps, trips = b["inputs"], b["reps"], b["trips"]
+            bare = {k: min(v, b.get(k, v)) for k, v in bare.items()}
+            for label, extra, k in cases:
+                if i < k:
+                    runs[label].append(run_cli([*args, *extra], folder / "run", threads=1, timed=True))
+        table[name] = _ratio_row(n, orbit, reps, trips, batch, bare, runs)
+        row = table[name]
+        print(f"  {name}: bare {row['bare_per_cpu_s']:,.0f} inputs per CPU s ({row['bare_plain_per_cpu_s']:,.0f} with "
+              f"glibc's defaults); end to end / bare: --no-floor {row['no_floor']['ratio']} (each run: "
+              f"{row['no_floor']['ratios_of_each_run']}), with the floor {row['floor']['ratio']}; forward passes' share "
+              f"of nero's CPU time: --no-floor {row['no_floor']['forward_share_in_process']}", flush=True)
     return table
+
+
+def _ratio_row(n: int, orbit: int, reps: int, trips: int, batch: int, bare: dict, runs: dict) -> dict:
+    per_s, plain = orbit / bare["kept"], orbit / bare["plain"]  # inputs per CPU second
+    inputs = orbit * reps  # the tiled data is this orbit ``reps`` times
+    row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(per_s, 1),
+           "bare_plain_per_cpu_s": round(plain, 1)}
+    for label, passes in (("no_floor", inputs), ("floor", inputs + n * trips)):
+        r = min(runs[label], key=lambda v: v["cpu"])
+        row[label] = {"cpu_seconds": round(r["cpu"], 2), "wall_seconds": round(r["seconds"], 2),
+                      "ratio": round(inputs / r["cpu"] / per_s, 3),
+                      "ratio_vs_plain_script": round(inputs / r["cpu"] / plain, 3), "forward_passes": passes,
+                      "model_share": round(passes / per_s / r["cpu"], 3),
+                      "ratios_of_each_run": [round(inputs / v["cpu"] / per_s, 3) for v in runs[label]],
+                      "forward_share_in_process": [round(v["model_cpu"] / v["cpu"], 3) for v in runs[label]],
+                      "forward_cpu_over_bare": [round(v["model_cpu"] * per_s / passes, 3) for v in runs[label]]}
+    return row
 
 
 def cuda_ratios(folder: Path) -> dict:
@@ -273,7 +314,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="memory,ratios,startup")
     ap.add_argument("--sizes", default="2000,20000,200000")
+    ap.add_argument("--bare", help=argparse.SUPPRESS)  # internal: one bare pass, see bare_pass
     args = ap.parse_args()
+    if args.bare:
+        print(json.dumps(bare_pass(*json.loads(args.bare))))
+        return
+    # as an installed package would be: every module compiled once (this machine's Python is told
+    # not to write bytecode, so each command would compile nero's changed modules again)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "nero_cli", "orbits", "sample_models"], cwd=ROOT,
+                   check=True, capture_output=True)
     out = Path(__file__).with_name("scale.json")
     result = json.loads(out.read_text()) if out.exists() else {}
     result = {k: v for k, v in result.items() if k in ("memory", "ratios", "startup", "cuda_ratios")}

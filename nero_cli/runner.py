@@ -15,6 +15,7 @@ import torch
 
 from .errors import ModelError, OptionError, first_line
 from .models import LoadedModel, expected_input
+from .tasks.base import all_finite
 
 LONG_RUN_SECONDS = 3600.0
 AUTO_BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
@@ -146,16 +147,24 @@ class ModelRunner:
             for s0 in range(0, len(todo), span):
                 xs = action(x, todo[s0 : s0 + span])
                 for e0 in range(0, xs.shape[0], per_pass):
-                    # each pass its own buffer: a slice that starts off a 16-byte boundary changes
-                    # the rounding of some kernels (MKL's float32 matmul), hence the results
-                    xb = xs[e0 : e0 + per_pass].clone() if xs.shape[0] > per_pass else xs
-                    k = xb.shape[0]
-                    out = prepare(self(xb.reshape(k * b, *xb.shape[2:])), k * b, self.name)
-                    outs.append(out.reshape(k, b, *out.shape[1:]))
+                    # a slice that starts off a 64-byte boundary gets its own buffer: an unaligned
+                    # start changes the rounding of some kernels (MKL's float32 matmul), hence the
+                    # results; torch aligns every buffer it allocates to 64 bytes
+                    xb = xs[e0 : e0 + per_pass]
+                    if xb.data_ptr() % 64:
+                        xb = xb.clone()
+                    n = xb.shape[0] * b
+                    outs.append(prepare(self(xb.reshape(n, *xb.shape[2:])), n, self.name, finite=False))
                     if progress:
-                        progress(k * b)
+                        progress(n)
                 del xs
-        return torch.cat(outs, 0)
+            out = torch.cat(outs, 0)
+            # NaN and inf once per chunk (per pass, the check cost a tenth of a small CNN's overhead)
+            if not all_finite(out):
+                for o in outs:  # the task's own line for the first pass with one
+                    prepare(o, o.shape[0], self.name)
+                raise ModelError(f"model {self.name}: returned NaN or inf outputs")
+        return out.reshape(len(todo), b, *out.shape[1:])
 
 
 def _tensor(v: Any) -> torch.Tensor | None:

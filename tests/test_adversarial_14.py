@@ -314,12 +314,13 @@ def test_an_interruption_while_the_writer_drains_stops_the_writer(monkeypatch):
 
     monkeypatch.setattr(WriteBehind, "close", interrupted)
     sink = _SlowSink(0.25)
+    before = {t for t in threading.enumerate() if t.name == "nero-writer"}
     with pytest.raises(KeyboardInterrupt):
         core.evaluate(p.runners, p.dataset, p.specs, p.task, batch_size=4, sink=sink)
     gave_up = time.monotonic()
     time.sleep(0.8)
     late = [t for t in sink.ended if t > gave_up]
-    alive = [t.name for t in threading.enumerate() if t.name == "nero-writer" and t.is_alive()]
+    alive = [t.name for t in threading.enumerate() if t.name == "nero-writer" and t.is_alive() and t not in before]
     assert not late and not alive, (len(late), alive)
 
 

@@ -101,10 +101,13 @@ def test_write_behind_keeps_the_order_and_runs_off_the_sweep_thread():
 def test_write_behind_hands_the_writer_error_to_the_sweep():
     w = WriteBehind(Recording(fail_at=3))
     w.begin(None)
-    with pytest.raises(OSError, match="disk full"):
-        for i in range(100):  # raised at a later add (or at close), never lost
-            w.add((0, 0), np.array([i]), np.array([-1]), {})
-        w.close()
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            for i in range(100):  # raised at a later add (or at close), never lost
+                w.add((0, 0), np.array([i]), np.array([-1]), {})
+            w.close()
+    finally:
+        w.abort()  # as the sweep does after an error: no writer thread outlives the test
 
 
 def test_write_behind_abort_stops_writing():

@@ -13,9 +13,10 @@ from ..measures import Column, metric
 from .base import Chunk, TaskRecord, as_tensor_output, checked
 
 
-def prepare_logits(out: Any, n: int, model_name: str, task: str = "classification") -> torch.Tensor:
+def prepare_logits(out: Any, n: int, model_name: str, task: str = "classification", finite: bool = True) -> torch.Tensor:
     logits = as_tensor_output(out, model_name, "a tensor of logits (N, K)")
-    return checked(logits, task, model_name, n, 2, f"logits (N={n}, K); use --task for other tasks", what="logits")
+    return checked(logits, task, model_name, n, 2, f"logits (N={n}, K); use --task for other tasks", what="logits",
+                   finite=finite)
 
 
 def check_labels(outputs: torch.Tensor, data: Any, model_name: str) -> None:
@@ -84,7 +85,7 @@ CLASSIFICATION = TaskRecord(
 POINTCLOUD = TaskRecord(
     name="pointcloud", doc="point-cloud classification", contract="points (N, P, 3) → logits (N, K)",
     arrays=_data.points_from_arrays, input_key="points",
-    prepare=lambda out, n, name: prepare_logits(out, n, name, "pointcloud"),
+    prepare=lambda out, n, name, finite=True: prepare_logits(out, n, name, "pointcloud", finite),
     groups=("viewpoint",), default_groups=("viewpoint",), probe_shapes=((256, 3), (1024, 3), (2048, 3)),
     **{**_COMMON, "input_kind": "points"},
 )

@@ -14,14 +14,15 @@ from ..measures import Column, metric
 from .base import Chunk, TaskRecord, checked
 
 
-def prepare_boxes(out: Any, n: int, model_name: str) -> torch.Tensor:
+def prepare_boxes(out: Any, n: int, model_name: str, finite: bool = True) -> torch.Tensor:
     if isinstance(out, (list, tuple)) and out and isinstance(out[0], dict):
         out = M.pad_detections(out)
     if not isinstance(out, torch.Tensor):
         raise ModelError(f"model {model_name}: returned {type(out).__name__}, expected a tensor (N, D, 6) or a list of "
                          "dicts with boxes, scores, labels")
     expected = f"(N={n}, D, 6) rows of x1, y1, x2, y2, score, class"
-    return checked(out, "detection", model_name, n, 3, expected, channels=(2, 6), what="boxes").float()
+    return checked(out, "detection", model_name, n, 3, expected, channels=(2, 6), what="boxes",
+                   finite=finite).float()
 
 
 def score_boxes(back: torch.Tensor, chunk: Chunk) -> Mapping[str, Any]:

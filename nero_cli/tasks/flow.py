@@ -12,9 +12,10 @@ from ..measures import metric
 from .base import Chunk, TaskRecord, as_tensor_output, checked, first_frame
 
 
-def prepare_flow(out: Any, n: int, model_name: str) -> torch.Tensor:
+def prepare_flow(out: Any, n: int, model_name: str, finite: bool = True) -> torch.Tensor:
     flow = as_tensor_output(out, model_name, "a flow tensor (N, 2, H, W)")
-    return checked(flow, "flow", model_name, n, 4, f"(N={n}, 2, H, W)", channels=(1, 2), what="flow").float()
+    return checked(flow, "flow", model_name, n, 4, f"(N={n}, 2, H, W)", channels=(1, 2), what="flow",
+                   finite=finite).float()
 
 
 def score_flow(back: torch.Tensor, chunk: Chunk) -> Mapping[str, Any]:

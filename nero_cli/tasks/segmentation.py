@@ -19,8 +19,9 @@ from .base import Chunk, TaskRecord, as_tensor_output, checked
 IGNORE = 255
 
 
-def prepare_probs(out: Any, n: int, model_name: str) -> torch.Tensor:
-    """Logits ``(N, K, H, W)`` -> per-pixel class probabilities (float64)."""
+def prepare_probs(out: Any, n: int, model_name: str, finite: bool = True) -> torch.Tensor:
+    """Logits ``(N, K, H, W)`` -> per-pixel class probabilities (float64). The logits are checked
+    for NaN and inf whatever ``finite`` says: the softmax would hide a -inf logit."""
     logits = as_tensor_output(out, model_name, "a tensor of logits (N, K, H, W)")
     logits = checked(logits, "segmentation", model_name, n, 4, f"logits (N={n}, K, H, W)", what="logits")
     return torch.softmax(logits.double(), dim=1)
