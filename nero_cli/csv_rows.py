@@ -60,16 +60,21 @@ class RowFormat:
         for v in cols.values():
             spec, values = _column(np.asarray(v))
             fmt.append(spec)
-            args.append(values)
+            if values is not None:  # else the same text on every row, in the format itself
+                args.append(values)
         row = ",".join(fmt)
         return "".join([row % r + "\n" for r in zip(*args)])
 
 
-def _column(v: np.ndarray) -> tuple[str, list[Any]]:
-    """A column's row format and values: floats ``%.9g`` (NaN as an empty field), integers, booleans."""
+def _column(v: np.ndarray) -> tuple[str, list[Any] | None]:
+    """A column's row format and values: floats ``%.9g`` (NaN as an empty field), integers,
+    booleans; no values for a column of NaN only (an empty field on every row)."""
     kind = v.dtype.kind
     if kind == "f":
-        if np.isnan(v).any():
+        nan = np.isnan(v)
+        if len(v) and nan.all():
+            return "", None
+        if nan.any():
             return "%s", ["" if x != x else FLOAT % x for x in v.tolist()]
         return FLOAT, v.tolist()
     if kind in "iu":

@@ -20,8 +20,7 @@ from .tasks.base import all_finite
 LONG_RUN_SECONDS = 3600.0
 AUTO_BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
 #: Bytes of transformed inputs at most per call of the orbit's action (several passes' elements):
-#: at most the heap's mmap threshold that a lazily read sweep fixes (nero_cli.sources.steady_heap),
-#: so the orbit's buffers come from the heap instead of fresh pages (16 MiB tripled the system time).
+#: one call per element cost a tenth of a small CNN's time; a few passes' worth stays in the cache.
 ORBIT_BYTES = 2**20
 TORCHSCRIPT_PREAMBLE = "The following operation failed in the TorchScript interpreter"
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception)): ?(.*)$")

@@ -75,30 +75,38 @@ class CurveSums:
 
     def update(self, values: np.ndarray, classes: np.ndarray | None) -> None:
         """Add ``values`` ``(S, G, K)`` (sample-major) whose rows count under ``classes`` ``(S, G)``
-        (None: "all" only), one sample at a time, in order."""
+        (None: "all" only), each cell's values in sample order. Cells are independent, so "all"
+        takes the S samples one step each on whole rows of cells, and the class subsets take a
+        step per rank within a class: the r-th sample of every class at once."""
         s_count, g = values.shape[:2]
-        elem = np.arange(g)
-        sub = None if classes is None else self._subsets(classes.reshape(-1)).reshape(s_count, g)
         lanes = {dt: values[..., ix].astype(dt) for dt, ix in self.lanes.items()}
-        for s in range(s_count):
-            if sub is None:
-                idx: tuple[Any, Any] = (np.zeros(g, dtype=np.int64), elem)
-                xs = {dt: v[s] for dt, v in lanes.items()}
-            else:
-                idx = (np.concatenate([np.zeros(g, dtype=np.int64), sub[s]]), np.concatenate([elem, elem]))
-                xs = {dt: np.concatenate([v[s], v[s]]) for dt, v in lanes.items()}
-                fresh = self.size[idx][g:] == 0
-                if fresh.any():
-                    for e in np.flatnonzero(fresh):
-                        self.first_seen[(int(sub[s, e]), int(e))] = self.rows + int(e)
-            for dt, x in xs.items():
-                self._kahan(dt, idx, x)
-            self.size[idx] += 1
-            self.rows += g
+        for dt, v in lanes.items():
+            for x in v:  # subset 0, "all": every element of one sample per step
+                self._kahan(dt, 0, x)
+        self.size[0] += s_count
+        if classes is not None:
+            sub = self._subsets(classes.reshape(-1)).reshape(s_count, g)
+            cells = sub * g + np.arange(g)  # (S, G): one cell per class and element
+            _, first, inverse, counts = np.unique(cells.reshape(-1), return_index=True, return_inverse=True,
+                                                  return_counts=True)
+            fresh = self.size.reshape(-1)[cells.reshape(-1)[first]] == 0
+            for j in first[fresh].tolist():  # a cell's first row in the whole table
+                self.first_seen[(int(sub.flat[j]), j % g)] = self.rows + j
+            order = np.argsort(inverse, kind="stable")  # row order within each cell
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+            rank = rank.reshape(s_count, g)
+            for r in range(int(counts.max())):
+                rows, elems = np.nonzero(rank == r)  # distinct cells: one row per (class, element)
+                idx = (sub[rows, elems], elems)
+                for dt, v in lanes.items():
+                    self._kahan(dt, idx, v[rows, elems])
+            np.add.at(self.size, (sub, np.broadcast_to(np.arange(g), sub.shape)), 1)
+        self.rows += s_count * g
 
-    def _kahan(self, dt: np.dtype, idx: tuple[Any, Any], x: np.ndarray) -> None:
+    def _kahan(self, dt: np.dtype, idx: Any, x: np.ndarray) -> None:
         """pandas' group mean step: skip NaN, ``y = x - c; t = s + y; c = (t - s) - y`` (a NaN
-        compensation, from an infinite value, is reset to 0); the pairs in ``idx`` are distinct."""
+        compensation, from an infinite value, is reset to 0); the cells in ``idx`` are distinct."""
         ok = ~np.isnan(x)
         s, c = self.sum[dt][idx], self.comp[dt][idx]
         with np.errstate(invalid="ignore", over="ignore"):

@@ -65,6 +65,28 @@ def test_columns_are_written_as_pandas_writes_their_table(tmp_path, n):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_chunks_rows_are_the_text_pandas_writes(n):
+    """RowFormat.text (the streamed results.csv) against DataFrame.to_csv of the same rows: float
+    columns with some NaN, only NaN (written into the row format itself), none; ints, booleans."""
+    from nero_cli.csv_rows import RowFormat
+
+    rng = np.random.default_rng(n)
+    g = 4
+    elements = {"group": np.full(g, "rotation", dtype=object), "element": np.arange(g), "angle": np.arange(g) * 90.0}
+    rows = n * g
+    some = rng.random(rows) * 10.0 ** rng.integers(-9, 9, rows)
+    some[::3] = np.nan
+    cols = {"prediction": rng.integers(0, 10, rows), "confidence": rng.random(rows).astype(np.float32),
+            "correct": rng.random(rows) < 0.5, "floor": np.full(rows, np.nan), "some": some,
+            "excess": np.full(rows, np.nan), "coverage": np.ones(rows)}
+    samples, labels = np.arange(n) * 3 + 1, rng.integers(-1, 10, n)
+    text = RowFormat("m,1", elements).text(samples, labels, cols)
+    table = pd.DataFrame({"model": "m,1", "sample": np.repeat(samples, g), "label": np.repeat(labels, g),
+                          **{k: np.tile(v, n) for k, v in elements.items()}, **cols})
+    assert text.encode() == _csv(table).split(b"\n", 1)[1]
+
+
 def test_golden_run_of_the_whole_table_code(tmp_path):
     """The run of tests/data/golden-run, written before results were streamed, comes out the same."""
     args = (["sample:mnist-cnn", "sample:mnist-c4"], "sample:mnist500", ["rotation:step=90", "scale:step=0.5"])
