@@ -72,9 +72,9 @@ def _guard(fn: Callable[[], Any]) -> Any:
     like SIGINT (Ctrl-C): a run in progress is marked interrupted and keeps its finished chunks."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
-    from .heap import keep_freed_memory
+    from . import heap
 
-    keep_freed_memory()
+    heap.allow()  # the command's process: its model runners may keep freed memory (nero_cli.heap)
     try:
         return fn()
     except (typer.Exit, typer.Abort):

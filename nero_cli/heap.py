@@ -1,8 +1,12 @@
 """Keep freed memory in the process for the next forward pass (glibc's malloc, the CLI only).
 
 Convention:
-    Applies to the ``nero`` command's own process on Linux with glibc, once, before any work;
-    never to a program that imports nero as a library. Left alone when the user tunes the
+    Applies to the ``nero`` command's own process on Linux with glibc, once, when the command
+    makes its first model runner (evaluate, gate on checkpoints, search, lie, layers, doctor):
+    :func:`allow` is the command's consent, given by the CLI, and
+    :class:`~nero_cli.runner.ModelRunner` calls :func:`keep_freed_memory`. Never in a program
+    that imports nero as a library (no consent), nor in a command that runs no model (report,
+    gate on run folders, plot). Left alone when the user tunes the
     allocator (any ``MALLOC_*`` variable, ``GLIBC_TUNABLES``, or ``LD_PRELOAD``, for jemalloc or
     tcmalloc). Changes no number: torch aligns every CPU buffer to 64 bytes either way.
 
@@ -27,6 +31,12 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20  # glibc's ceiling for this option on 64-bit machines
 TRIM_THRESHOLD = 1 << 30
 _done: list[bool] = []
+_allowed: list[bool] = []
+
+
+def allow() -> None:
+    """This process is the ``nero`` command's: :func:`keep_freed_memory` may act."""
+    _allowed.append(True)
 
 
 def user_tuned(environ: Mapping[str, str] = os.environ) -> bool:
@@ -35,8 +45,10 @@ def user_tuned(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's thresholds once for this process; whether they are set (False off glibc, or
-    where :func:`user_tuned`)."""
+    """Set glibc's thresholds once for this process; whether they are set (False without
+    :func:`allow`, off glibc, or where :func:`user_tuned`)."""
+    if not _allowed:
+        return False
     if _done:
         return _done[0]
     ok = False
@@ -53,4 +65,4 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-__all__ = ["keep_freed_memory", "user_tuned", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+__all__ = ["allow", "keep_freed_memory", "user_tuned", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]

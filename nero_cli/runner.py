@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from . import heap
 from .errors import ModelError, OptionError, first_line
 from .models import LoadedModel, expected_input
 from .tasks.base import all_finite
@@ -81,6 +82,7 @@ class ModelRunner:
     def __init__(self, model: LoadedModel, device: str | torch.device = "cpu",
                  normalize: tuple[list[float], list[float]] | None = None, *, amp: bool = False,
                  channels_last: bool = False):
+        heap.keep_freed_memory()  # the nero command only (see nero_cli.heap)
         self.model = model
         self.device = resolve_device(device)
         self.amp, self.channels_last = amp, channels_last

@@ -102,7 +102,9 @@ def test_the_other_tasks_check_finiteness_on_request_only():
 FAULTS = textwrap.dedent("""
     import json, resource, sys, torch
     from nero_cli import heap
-    ok = heap.keep_freed_memory() if sys.argv[1] == "on" else False
+    if sys.argv[1] == "on":
+        heap.allow()
+    ok = heap.keep_freed_memory()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     conv = lambda cin: [torch.nn.Conv2d(cin, 64, 3, padding=1), torch.nn.ReLU()]
@@ -144,12 +146,27 @@ def test_a_user_chosen_allocator_is_left_alone():
     assert not got["set"] and got["faults"] > 10 * 2000
 
 
-def test_every_command_sets_it_before_its_work(monkeypatch):
+def test_only_a_command_that_runs_a_model_sets_it(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     from nero_cli.cli import app
 
-    calls = []
-    monkeypatch.setattr(heap, "keep_freed_memory", lambda: calls.append(1) or True)
-    r = CliRunner().invoke(app, ["list", "tasks"])
-    assert r.exit_code == 0 and calls == [1]
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "_allowed", [])
+    monkeypatch.setattr(heap, "_done", [])
+    monkeypatch.setattr(heap, "keep_freed_memory", lambda: calls.append(len(heap._allowed)) or False)
+    cli = CliRunner()
+    assert cli.invoke(app, ["list", "tasks"]).exit_code == 0 and calls == []  # no model: not even asked
+    r = cli.invoke(app, ["evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "2", "-g",
+                         "rotation:step=180", "--no-plots", "--no-cache", "-q", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert calls and all(c > 0 for c in calls)  # asked by each model runner, after the command's consent
+
+
+def test_the_python_api_never_sets_it(monkeypatch):
+    import nero_cli
+
+    monkeypatch.setattr(heap, "_allowed", [])
+    monkeypatch.setattr(heap, "_done", [])
+    nero_cli.evaluate("sample:mnist-cnn", "sample:mnist500", "rotation:step=180", limit=2, device="cpu")
+    assert heap._done == [] and heap.keep_freed_memory() is False
