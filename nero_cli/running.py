@@ -81,8 +81,7 @@ class CurveSums:
         s_count, g = values.shape[:2]
         lanes = {dt: values[..., ix].astype(dt) for dt, ix in self.lanes.items()}
         for dt, v in lanes.items():
-            for x in v:  # subset 0, "all": every element of one sample per step
-                self._kahan(dt, 0, x)
+            self._all(dt, v)
         self.size[0] += s_count
         if classes is not None:
             sub = self._subsets(classes.reshape(-1)).reshape(s_count, g)
@@ -104,19 +103,52 @@ class CurveSums:
             np.add.at(self.size, (sub, np.broadcast_to(np.arange(g), sub.shape)), 1)
         self.rows += s_count * g
 
+    def _all(self, dt: np.dtype, v: np.ndarray) -> None:
+        """Subset 0 ("all"), a sample per step, column by column as each needs: a column of NaN
+        only changes nothing (NaN is skipped); one of finite values whose sums cannot overflow
+        never skips a value nor resets a compensation, so its steps are the four operations in
+        place; any other takes :meth:`_step` in full."""
+        sums, comp, nobs = self.sum[dt][0], self.comp[dt][0], self.nobs[dt][0]  # (G, K) views
+        with np.errstate(invalid="ignore", over="ignore"):
+            skip = np.isnan(v).all(axis=(0, 1))
+            bound = np.abs(sums).max(0) + np.abs(comp).max(0) + np.abs(v).sum(0).max(0)
+        fast = bound < np.finfo(dt).max / 4  # False for NaN, inf and a sum that could overflow
+        for cols, full in ((np.flatnonzero(fast), False), (np.flatnonzero(~fast & ~skip), True)):
+            if not len(cols):
+                continue
+            s, c, n = sums[:, cols], comp[:, cols], nobs[:, cols]  # copies, written back below
+            y, t = np.empty_like(s), np.empty_like(s)
+            for x in v[:, :, cols]:
+                if full:
+                    self._step(s, c, n, x)
+                    continue
+                np.subtract(x, c, out=y)
+                np.add(s, y, out=t)
+                np.subtract(t, s, out=c)
+                c -= y
+                s[...] = t
+            sums[:, cols], comp[:, cols] = s, c
+            nobs[:, cols] = n if full else n + len(v)
+
     def _kahan(self, dt: np.dtype, idx: Any, x: np.ndarray) -> None:
-        """pandas' group mean step: skip NaN, ``y = x - c; t = s + y; c = (t - s) - y`` (a NaN
-        compensation, from an infinite value, is reset to 0); the cells in ``idx`` are distinct."""
+        """:meth:`_step` on the cells ``idx`` (distinct) of ``dt``'s sums."""
+        s, c, n = self.sum[dt][idx], self.comp[dt][idx], self.nobs[dt][idx]
+        self._step(s, c, n, x)
+        self.sum[dt][idx], self.comp[dt][idx], self.nobs[dt][idx] = s, c, n
+
+    @staticmethod
+    def _step(s: np.ndarray, c: np.ndarray, n: np.ndarray, x: np.ndarray) -> None:
+        """pandas' group mean step, in place: skip NaN, ``y = x - c; t = s + y; c = (t - s) - y``
+        (a NaN compensation, from an infinite value, is reset to 0)."""
         ok = ~np.isnan(x)
-        s, c = self.sum[dt][idx], self.comp[dt][idx]
         with np.errstate(invalid="ignore", over="ignore"):
             y = x - c
             t = s + y
             c_new = (t - s) - y
         c_new[np.isnan(c_new)] = 0
-        self.sum[dt][idx] = np.where(ok, t, s)
-        self.comp[dt][idx] = np.where(ok, c_new, c)
-        self.nobs[dt][idx] += ok
+        np.copyto(s, t, where=ok)
+        np.copyto(c, c_new, where=ok)
+        n += ok
 
     def means(self) -> list[np.ndarray]:
         """Per metric, the ``(subsets, G)`` means in its accumulation dtype (NaN where a subset saw no value)."""

@@ -176,14 +176,21 @@ def test_plots_of_a_streamed_run_equal_those_of_the_whole_table(nets, tmp_path):
         assert x.read_bytes() == y.read_bytes(), x.name
 
 
-def test_running_curve_means_equal_the_pandas_group_means():
+@pytest.mark.parametrize("kind", ["nan_inf", "finite", "huge"])
+def test_running_curve_means_equal_the_pandas_group_means(kind):
     """Kahan sums per element and class, fed a few samples at a time, against pandas' group means
-    of the whole table: NaN, infinities, float32 columns, a class that changes within a sample."""
+    of the whole table: NaN, infinities, float32 columns, a class that changes within a sample;
+    finite values only (the in-place steps of CurveSums._kahan_finite); values whose sums
+    overflow (its fallback)."""
     rng = np.random.default_rng(3)
     s, g = 700, 5
     vals = rng.normal(size=(s, g, 3)) * rng.choice([1e-6, 1.0, 1e6], size=(s, g, 3))
-    vals[rng.random(vals.shape) < 0.02] = np.nan
-    vals[3, 1, 0], vals[9, 2, 2] = np.inf, -np.inf
+    if kind == "nan_inf":
+        vals[rng.random(vals.shape) < 0.02] = np.nan
+        vals[3, 1, 0], vals[9, 2, 2] = np.inf, -np.inf
+    if kind == "huge":
+        vals[:, :, 0] = rng.normal(size=(s, g)) * 1e306  # finite; their float64 sums overflow
+        vals[:, :, 1] = np.abs(rng.normal(size=(s, g))) * 1e36  # finite in float32; sums overflow 3.4e38
     classes = rng.choice(np.array(["x", "y", "z"], dtype=object), size=(s, g))
     dtypes = [np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float64)]
     sums = CurveSums(g, dtypes)
