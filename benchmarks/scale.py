@@ -193,15 +193,17 @@ def bare_pass(model: str, n: int, group: str, batch: int) -> dict:
     with glibc's default allocator settings (a plain script), then with those the nero command sets
     for itself (:mod:`nero_cli.heap`), so nero's own overhead is measured against the same model
     speed. Each after one warm-up batch."""
-    from nero_cli.heap import keep_freed_memory
+    from nero_cli import heap
 
     torch.set_num_threads(1)
     xs, m, reps, trips = _orbit(model, n, group)
     out = {"inputs": len(xs), "reps": reps, "trips": trips}
     with torch.inference_mode():
         for label in ("plain", "kept"):
-            if label == "kept" and not keep_freed_memory():
-                break
+            if label == "kept":
+                heap.allow()  # as the nero command does
+                if not heap.keep_freed_memory():
+                    break
             m(xs[:batch])
             t = time.process_time()
             for j in range(0, len(xs), batch):
@@ -246,7 +248,8 @@ def ratios(folder: Path, rounds: int = 3) -> dict:
 
 
 def _ratio_row(n: int, orbit: int, reps: int, trips: int, batch: int, bare: dict, runs: dict) -> dict:
-    per_s, plain = orbit / bare["kept"], orbit / bare["plain"]  # inputs per CPU second
+    plain = orbit / bare["plain"]  # inputs per CPU second
+    per_s = orbit / bare["kept"] if math.isfinite(bare["kept"]) else plain  # no glibc: one setting
     inputs = orbit * reps  # the tiled data is this orbit ``reps`` times
     row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(per_s, 1),
            "bare_plain_per_cpu_s": round(plain, 1)}
