@@ -11,7 +11,8 @@ Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged 
   peak RSS is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a probe that only starts it, its time the
   wall and the CPU time of the whole command, on one thread. The exponents are the slopes of log
   time over log samples (CPU time is the steadier one on shared cores), also after taking off the
-  CPU time of the same command over one sample (start-up, loading, checks, writing).
+  CPU time of the same command over one sample (start-up, loading, checks, writing). The sizes
+  below the largest run three times each and keep the median (their remainder is a few seconds).
 - ratios: per model, the bare forward pass (the model alone over the pre-transformed orbit, in
   a fresh process of its own, ``--bare``) against ``nero evaluate`` run as a command over the same
   samples and orbit (a fresh process: start-up, loading, the sweep and writing counted), with
@@ -30,6 +31,11 @@ Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged 
   "forward_share_in_process" is their CPU time over the whole command's, start-up and writing
   counted, and "forward_cpu_over_bare" their CPU time over the bare pass's for as many inputs (1:
   nero's forward passes run as fast as the bare loop; above 1, they ran slower, or the machine did).
+  nero's own CPU time (the command's less its forward passes') splits into a fixed part (the same
+  command over one sample, median of three: interpreter, ``import torch``, the model, the checks)
+  and a part per input, so the ratio at any other size follows. The CNN and the ResNet-sized model
+  also run at four times the samples (no floor, two rounds), where the fixed part weighs less.
+  ``--cases TEXT`` runs only the cases whose name contains TEXT.
   nero's modules are compiled to bytecode first, as an installed package's are.
 - startup: seconds from process start to the first progress update of ``nero evaluate
   sample:mnist-cnn --data sample:mnist500 -g rotation --no-cache``, ``python -X importtime -m
@@ -62,9 +68,11 @@ from nero_cli.resampling import inexact  # noqa: E402
 
 TINY = f"{ROOT / 'benchmarks' / 'tiny.py'}:linear"
 RESNET = f"{ROOT / 'benchmarks' / 'resnet.py'}:resnet18"
-RATIO_CASES = [  # name, model, samples (tiled sample:mnist500), group, batch size
-    ("sample CNN (MNIST)", "sample:mnist-cnn", 5000, "rotation", 64),
-    ("ResNet-18-sized (random weights)", RESNET, 500, "rotation:step=45", 64),
+RATIO_CASES = [  # name, model, samples (tiled sample:mnist500), group, batch size, rounds, with the floor too
+    ("sample CNN (MNIST)", "sample:mnist-cnn", 5000, "rotation", 64, 3, True),
+    ("sample CNN (MNIST), 20,000 samples", "sample:mnist-cnn", 20000, "rotation", 64, 2, False),
+    ("ResNet-18-sized (random weights)", RESNET, 500, "rotation:step=45", 64, 3, True),
+    ("ResNet-18-sized, 2,000 samples", RESNET, 2000, "rotation:step=45", 64, 2, False),
 ]
 PROBE = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
          "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
@@ -142,10 +150,13 @@ def memory(sizes: list[int], folder: Path) -> dict:
     # run varies by 0.3-0.4 s here, which moves the smallest run's remainder by a quarter
     fixed = sorted((run(sizes[0], "--limit", "1") for _ in range(3)), key=lambda r: r["cpu"])[1]
     runs = {}
-    for n in sizes:
-        r = run(n)
+    for n in sizes:  # the smaller sizes, whose remainder is a few seconds: the median of three
+        each = sorted((run(n) for _ in range(1 if n == sizes[-1] else 3)), key=lambda r: r["cpu"])
+        r = each[len(each) // 2]
         runs[n] = {"seconds": round(r["seconds"], 2), "cpu_seconds": round(r["cpu"], 2),
-                   "peak_rss_mb": round(r["peak_rss_kb"] / 1024, 1), "rows": n * 36}
+                   "peak_rss_mb": round(r["peak_rss_kb"] / 1024, 1), "rows": n * 36,
+                   "cpu_seconds_each": [round(v["cpu"], 2) for v in each],
+                   "peak_rss_mb_each": [round(v["peak_rss_kb"] / 1024, 1) for v in each]}
         print(f"  {n:>7,} samples x 36 elements: {runs[n]['seconds']:8.1f} s ({runs[n]['cpu_seconds']:.1f} s CPU), "
               f"peak RSS {runs[n]['peak_rss_mb']} MB", flush=True)
     secs = np.array([runs[n]["seconds"] for n in sizes])
@@ -220,16 +231,19 @@ def _bare(model: str, n: int, group: str, batch: int) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def ratios(folder: Path, rounds: int = 3) -> dict:
+def ratios(folder: Path, only: str = "") -> dict:
     """One thread everywhere and CPU seconds (these cores are shared: wall time follows the load).
-    The bare pass (a fresh process, :func:`bare_pass`) and nero's commands take turns, ``rounds``
-    times, and each side keeps its best, so that a slow minute of the machine does not fall on one
-    side only."""
+    The bare pass (a fresh process, :func:`bare_pass`) and nero's commands take turns, each case's
+    ``rounds`` times, and each side keeps its best, so that a slow minute of the machine does not
+    fall on one side only. The same command over one sample (median of three) gives nero's fixed
+    CPU time, start-up included; the rest of nero's own time is per input."""
     table = {}
-    for name, model, n, group, batch in RATIO_CASES:
+    for name, model, n, group, batch, rounds, with_floor in RATIO_CASES:
+        if only not in name:
+            continue
         args = [model, "--data", str(tiled(n, folder)), "-g", group, "--batch-size", str(batch), "--random-init"]
         bare: dict[str, float] = {"plain": math.inf, "kept": math.inf}
-        cases = (("no_floor", ["--no-floor"], rounds), ("floor", [], 2))
+        cases = (("no_floor", ["--no-floor"], rounds), *((("floor", [], 2),) if with_floor else ()))
         runs: dict[str, list[dict]] = {label: [] for label, *_ in cases}
         for i in range(rounds):
             b = _bare(model, n, group, batch)
@@ -238,31 +252,25 @@ def ratios(folder: Path, rounds: int = 3) -> dict:
             for label, extra, k in cases:
                 if i < k:
                     runs[label].append(run_cli([*args, *extra], folder / "run", threads=1, timed=True))
+        one = [run_cli([*args, "--no-floor", "--limit", "1"], folder / "run", threads=1, timed=True) for _ in range(3)]
         table[name] = _ratio_row(n, orbit, reps, trips, batch, bare, runs)
-        row = table[name]
-        print(f"  {name}: bare {row['bare_per_cpu_s']:,.0f} inputs per CPU s ({row['bare_plain_per_cpu_s']:,.0f} with "
-              f"glibc's defaults); end to end / bare: --no-floor {row['no_floor']['ratio']} (each run: "
-              f"{row['no_floor']['ratios_of_each_run']}), with the floor {row['floor']['ratio']}; forward passes' share "
-              f"of nero's CPU time: --no-floor {row['no_floor']['forward_share_in_process']}", flush=True)
+        table[name]["no_floor"].update(_own_time(sorted(one, key=lambda r: r["cpu"])[1], runs["no_floor"],
+                                                 orbit * reps))
+        row = table[name]["no_floor"]
+        print(f"  {name}: bare {table[name]['bare_per_cpu_s']:,.0f} inputs per CPU s; --no-floor: end to end / bare "
+              f"{row['ratio']} (each run: {row['ratios_of_each_run']}), forward passes' share of nero's CPU time "
+              f"{row['forward_share_in_process']}; nero's own CPU: {row['fixed_cpu_s']} s fixed + "
+              f"{row['own_cpu_us_per_input']} us per input", flush=True)
     return table
 
 
-def _ratio_row(n: int, orbit: int, reps: int, trips: int, batch: int, bare: dict, runs: dict) -> dict:
-    plain = orbit / bare["plain"]  # inputs per CPU second
-    per_s = orbit / bare["kept"] if math.isfinite(bare["kept"]) else plain  # no glibc: one setting
-    inputs = orbit * reps  # the tiled data is this orbit ``reps`` times
-    row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(per_s, 1),
-           "bare_plain_per_cpu_s": round(plain, 1)}
-    for label, passes in (("no_floor", inputs), ("floor", inputs + n * trips)):
-        r = min(runs[label], key=lambda v: v["cpu"])
-        row[label] = {"cpu_seconds": round(r["cpu"], 2), "wall_seconds": round(r["seconds"], 2),
-                      "ratio": round(inputs / r["cpu"] / per_s, 3),
-                      "ratio_vs_plain_script": round(inputs / r["cpu"] / plain, 3), "forward_passes": passes,
-                      "model_share": round(passes / per_s / r["cpu"], 3),
-                      "ratios_of_each_run": [round(inputs / v["cpu"] / per_s, 3) for v in runs[label]],
-                      "forward_share_in_process": [round(v["model_cpu"] / v["cpu"], 3) for v in runs[label]],
-                      "forward_cpu_over_bare": [round(v["model_cpu"] * per_s / passes, 3) for v in runs[label]]}
-    return row
+def _own_time(one: dict, runs: list[dict], inputs: int) -> dict:
+    """nero's own CPU time (the command's less its forward passes') as a fixed part, that of the
+    command over one sample, and a part per input, that of the best run less the fixed part."""
+    best = min(runs, key=lambda v: v["cpu"])
+    fixed = one["cpu"] - one["model_cpu"]
+    return {"fixed_cpu_s": round(fixed, 2),
+            "own_cpu_us_per_input": round((best["cpu"] - best["model_cpu"] - fixed) / inputs * 1e6, 2)}
 
 
 def cuda_ratios(folder: Path) -> dict:
@@ -270,7 +278,7 @@ def cuda_ratios(folder: Path) -> dict:
     pre-transformed orbit already on the device, against ``nero evaluate --device cuda`` (start-up,
     reading, the chunks' copies to the device, which nero starts a chunk ahead, and writing)."""
     table = {}
-    for name, model, n, group, batch in RATIO_CASES:
+    for name, model, n, group, batch, _, with_floor in RATIO_CASES:
         xs, m, reps, trips = _orbit(model, n, group)
         xs, m = xs.cuda(), m.cuda()
 
@@ -287,12 +295,15 @@ def cuda_ratios(folder: Path) -> dict:
                 "--device", "cuda"]
         row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_inputs_per_s": round(per_s, 1)}
         for label, extra, passes in (("no_floor", ["--no-floor"], inputs), ("floor", [], inputs + n * trips)):
+            if label == "floor" and not with_floor:
+                continue
             r = run_cli([*args, *extra], folder / "run")
             row[label] = {"wall_seconds": round(r["seconds"], 2), "ratio": round(inputs / r["seconds"] / per_s, 3),
                           "forward_passes": passes, "model_share": round(passes / per_s / r["seconds"], 3)}
         table[name] = row
-        print(f"  {name} on CUDA: end to end / bare: --no-floor {row['no_floor']['ratio']}, with the floor "
-              f"{row['floor']['ratio']} (model share {row['floor']['model_share']})", flush=True)
+        print(f"  {name} on CUDA: end to end / bare: --no-floor {row['no_floor']['ratio']}"
+              + (f", with the floor {row['floor']['ratio']} (model share {row['floor']['model_share']})"
+                 if with_floor else ""), flush=True)
     return table
 
 
@@ -321,6 +332,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="memory,ratios,startup")
     ap.add_argument("--sizes", default="2000,20000,200000")
+    ap.add_argument("--cases", default="", help="ratios: only the cases whose name contains this text")
     ap.add_argument("--bare", help=argparse.SUPPRESS)  # internal: one bare pass, see bare_pass
     args = ap.parse_args()
     if args.bare:
@@ -339,7 +351,7 @@ def main() -> None:
             if part == "memory":
                 result["memory"] = memory([int(s) for s in args.sizes.split(",")], Path(tmp))
             elif part == "ratios":
-                result["ratios"] = ratios(Path(tmp))
+                result["ratios"] = {**result.get("ratios", {}), **ratios(Path(tmp), args.cases)}
             elif part == "cuda_ratios":
                 result["cuda_ratios"] = cuda_ratios(Path(tmp))
             elif part == "startup":

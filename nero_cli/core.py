@@ -20,7 +20,7 @@ from orbits.spec import PLANAR_INPUTS
 from . import __version__
 from .cache import make_key, n_rows
 from .errors import OptionError
-from .resampling import coverage, inexact, round_trip
+from .resampling import coverage, in_frame, inexact, round_trip
 from .runner import ModelRunner
 from .stream import Layout, TableSink, key_columns
 from .tasks import Chunk, TaskRecord
@@ -136,6 +136,7 @@ class Sweep:
     chunks: Any = None
     chunk_samples: int | None = None
     _kept: float = field(default=float("-inf"), init=False)  # when a finished chunk was last kept
+    _inside: dict[str, torch.Tensor] = field(default_factory=dict, init=False)  # per orbit: resampling.in_frame
 
     def key_parts(self, runner: ModelRunner, plan: OrbitPlan) -> dict[str, Any]:
         m = runner.model
@@ -235,16 +236,19 @@ class Sweep:
         """The floor, the excess over it and the coverage of one chunk (see :mod:`nero_cli.resampling`)."""
         task, g, size = self.task, len(plan.group), self.data.size
         eq = task.metric("equivariance_error").row
+        inside = self._inside.get(plan.label)
+        if inside is None:
+            inside = self._inside[plan.label] = in_frame(plan.spec, size)
         trip = outputs[chunk.identity : chunk.identity + 1].expand_as(outputs).clone()  # exact elements: f(x)
         todo = inexact(action, g)
         if todo and self.options.get("floor") is False:  # --no-floor: no round trips, the floor is unknown
             nan = torch.full((g, x.shape[0]), float("nan"), dtype=torch.float64)
-            return {"floor": nan, "excess": nan, "coverage": coverage(x, plan.spec, size)}
+            return {"floor": nan, "excess": nan, "coverage": coverage(x, plan.spec, size, inside)}
         if todo:
             trip[todo] = runner.orbit(x, round_trip(plan.spec, size), todo, per_pass, task.prepare)
         floor = eq(task.score(trip, chunk)).double()
         return {"floor": floor, "excess": (eq(ctx).double() - floor).clamp_min(0),
-                "coverage": coverage(x, plan.spec, size)}
+                "coverage": coverage(x, plan.spec, size, inside)}
 
     def chunk(self, plan: OrbitPlan, output: Any, s0: int, b: int) -> Chunk:
         labels = self.data.labels

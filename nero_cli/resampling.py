@@ -53,15 +53,21 @@ def content_mass(x: Tensor) -> Tensor:
     return (x - bg).clamp_min(0).sum(1).flatten(1).double()
 
 
-def coverage(x: Tensor, spec: OrbitSpec, size: tuple[int, int]) -> Tensor:
-    """``(G, B)``: share of each input's content mapped inside the frame by each element (1 when
-    an input has no content above its background)."""
+def in_frame(spec: OrbitSpec, size: tuple[int, int]) -> Tensor:
+    """``(G, H*W)`` float64: 1 where the element maps the pixel centre inside the frame, else 0."""
     h, w = size
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                             indexing="ij")
     moved = transform_points(planar_matrices(spec.group, size), torch.stack([xs, ys], -1).reshape(-1, 2))
-    inside = ((moved[..., 0] > -0.5) & (moved[..., 0] < w - 0.5) & (moved[..., 1] > -0.5)
-              & (moved[..., 1] < h - 0.5)).double()  # (G, HW)
+    return ((moved[..., 0] > -0.5) & (moved[..., 0] < w - 0.5) & (moved[..., 1] > -0.5)
+            & (moved[..., 1] < h - 0.5)).double()
+
+
+def coverage(x: Tensor, spec: OrbitSpec, size: tuple[int, int], inside: Tensor | None = None) -> Tensor:
+    """``(G, B)``: share of each input's content mapped inside the frame by each element (1 when
+    an input has no content above its background). ``inside``: :func:`in_frame` of the same spec
+    and size, when the caller keeps it (a sweep computes it once per orbit, not per chunk)."""
+    inside = in_frame(spec, size) if inside is None else inside
     mass = content_mass(x.cpu())  # (B, HW)
     total = mass.sum(-1)
     kept = inside @ mass.T  # (G, B)

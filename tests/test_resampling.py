@@ -9,7 +9,7 @@ import torch
 import nero_cli
 import orbits
 import sample_models
-from nero_cli.resampling import coverage
+from nero_cli.resampling import coverage, in_frame
 from tests.fixtures.equivariant_models import GroupAveraged, RingClassifier
 
 
@@ -59,6 +59,8 @@ def test_coverage_hand_computed():
     assert cov[dy >= 0].tolist() == [1.0] * 6
     flat = torch.full((1, 1, 5, 5), 0.3)  # no content above the background
     assert coverage(flat, spec, (5, 5)).eq(1).all()
+    kept = in_frame(spec, (5, 5))  # what a sweep keeps per orbit gives the same shares
+    assert torch.equal(coverage(x, spec, (5, 5), kept)[:, 0], cov)
 
 
 def test_rotation_keeps_centred_digits_and_shifts_lose_them():
