@@ -273,6 +273,26 @@ def _own_time(one: dict, runs: list[dict], inputs: int) -> dict:
             "own_cpu_us_per_input": round((best["cpu"] - best["model_cpu"] - fixed) / inputs * 1e6, 2)}
 
 
+def _ratio_row(n: int, orbit: int, reps: int, trips: int, batch: int, bare: dict, runs: dict) -> dict:
+    plain = orbit / bare["plain"]  # inputs per CPU second
+    per_s = orbit / bare["kept"] if math.isfinite(bare["kept"]) else plain  # no glibc: one setting
+    inputs = orbit * reps  # the tiled data is this orbit ``reps`` times
+    row = {"samples": n, "inputs": inputs, "batch_size": batch, "bare_per_cpu_s": round(per_s, 1),
+           "bare_plain_per_cpu_s": round(plain, 1)}
+    for label, passes in (("no_floor", inputs), ("floor", inputs + n * trips)):
+        if not runs.get(label):
+            continue
+        r = min(runs[label], key=lambda v: v["cpu"])
+        row[label] = {"cpu_seconds": round(r["cpu"], 2), "wall_seconds": round(r["seconds"], 2),
+                      "ratio": round(inputs / r["cpu"] / per_s, 3),
+                      "ratio_vs_plain_script": round(inputs / r["cpu"] / plain, 3), "forward_passes": passes,
+                      "model_share": round(passes / per_s / r["cpu"], 3),
+                      "ratios_of_each_run": [round(inputs / v["cpu"] / per_s, 3) for v in runs[label]],
+                      "forward_share_in_process": [round(v["model_cpu"] / v["cpu"], 3) for v in runs[label]],
+                      "forward_cpu_over_bare": [round(v["model_cpu"] * per_s / passes, 3) for v in runs[label]]}
+    return row
+
+
 def cuda_ratios(folder: Path) -> dict:
     """On a CUDA device, in wall seconds (the device does the work): the bare forward pass over the
     pre-transformed orbit already on the device, against ``nero evaluate --device cuda`` (start-up,
