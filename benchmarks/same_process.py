@@ -1,0 +1,98 @@
+"""nero's forward passes against a bare loop over the same inputs, in one process (issue 14).
+
+``scale.py --parts ratios`` compares two processes run a minute apart, and these shared cores
+change speed from minute to minute. Here one process, on one thread, takes turns: ``nero
+evaluate`` as the command runs it (its ``main``, in this process: the sweep, the checks, the
+writing; ``import torch`` is already done), timing every call of ``ModelRunner.raw`` (the one
+place nero calls a model), then the bare loop, the model alone over the pre-transformed orbit of
+the same samples in batches of the same size. "forward_over_bare" above 1 means nero's forward
+passes took more CPU time than the same passes in the bare loop (the caches the sweep's other
+work leaves cold, or the machine's minute); "bare_over_total" is the end-to-end ratio without
+start-up.
+
+Usage: ``python benchmarks/same_process.py [--model sample:mnist-cnn] [--samples 2000] [--group rotation]
+[--batch-size 64] [--rounds 3]`` (samples: a multiple of 500; the data is ``scale.py``'s tiled
+``sample:mnist500``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import scale  # noqa: E402
+from nero_cli import runner  # noqa: E402
+from nero_cli.cli import main as nero  # noqa: E402
+
+spent = [0.0]
+_raw = runner.ModelRunner.raw
+
+
+def timed(self, x):  # noqa: ANN001, ANN201
+    t = time.process_time()
+    try:
+        return _raw(self, x)
+    finally:
+        spent[0] += time.process_time() - t
+
+
+def run_nero(argv: list[str]) -> tuple[float, float]:
+    """CPU seconds of the whole command and of its forward passes."""
+    spent[0] = 0.0
+    sys.argv = ["nero", *argv]
+    t = time.process_time()
+    try:
+        nero()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    return time.process_time() - t, spent[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sample:mnist-cnn")
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--group", default="rotation")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    runner.ModelRunner.raw = timed
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = scale.tiled(args.samples, Path(tmp))
+        xs, m, reps, _ = scale._orbit(args.model, args.samples, args.group)
+        argv = ["evaluate", args.model, "--data", str(data), "-g", args.group, "--batch-size", str(args.batch_size),
+                "--random-init", "--no-floor", "--no-cache", "--no-plots", "-q", "--yes", "--out",
+                str(Path(tmp) / "run"), "--overwrite"]
+        run_nero(argv)  # warm-up: the first run's imports and one-time set-up
+        for _ in range(args.rounds):
+            total, forward = run_nero(argv)
+            t = time.process_time()
+            with torch.inference_mode():
+                for _ in range(reps):
+                    for j in range(0, len(xs), args.batch_size):
+                        m(xs[j:j + args.batch_size])
+            bare = time.process_time() - t
+            rows.append({"nero_cpu_s": round(total, 2), "nero_forward_cpu_s": round(forward, 2),
+                         "bare_cpu_s": round(bare, 2), "forward_over_bare": round(forward / bare, 3),
+                         "bare_over_total": round(bare / total, 3)})
+            print(json.dumps(rows[-1]), flush=True)
+    out = {k: statistics.median(r[k] for r in rows) for k in ("forward_over_bare", "bare_over_total")}
+    print(json.dumps({"median": out, "model": args.model, "samples": args.samples, "group": args.group}))
+
+
+if __name__ == "__main__":
+    main()
