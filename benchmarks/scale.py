@@ -269,8 +269,9 @@ def _own_time(one: dict, runs: list[dict], inputs: int) -> dict:
     command over one sample, and a part per input, that of the best run less the fixed part."""
     best = min(runs, key=lambda v: v["cpu"])
     fixed = one["cpu"] - one["model_cpu"]
-    return {"fixed_cpu_s": round(fixed, 2),
-            "own_cpu_us_per_input": round((best["cpu"] - best["model_cpu"] - fixed) / inputs * 1e6, 2)}
+    per = (best["cpu"] - best["model_cpu"] - fixed) / inputs * 1e6
+    # below 0 the one-sample run's noise exceeds the per-input part: no figure rather than a wrong one
+    return {"fixed_cpu_s": round(fixed, 2), "own_cpu_us_per_input": round(per, 2) if per >= 0 else None}
 
 
 def _ratio_row(n: int, orbit: int, reps: int, trips: int, batch: int, bare: dict, runs: dict) -> dict:
