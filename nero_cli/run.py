@@ -338,8 +338,9 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     config = make_key({**key_parts, "index": p.dataset.index.tolist()})
     store = Cache.results(o.cache_dir) if o.cache else None
     stage = _open_stage(o.out, config, o.resume, o.started) if lead else None
-    stream = (RunStream(stage.tmp / STREAM, p.class_names) if stage is not None  # torchrun's other ranks: a spill
-              else RunStream(Path(tempfile.mkdtemp(prefix="nero-rank-")), spill_only=True))
+    spill = bool(o.plots or o.parquet or o.part or o.ranks)  # else nothing reads the rows' binary spill back
+    stream = (RunStream(stage.tmp / STREAM, p.class_names, write_spill=spill) if stage is not None
+              else RunStream(Path(tempfile.mkdtemp(prefix="nero-rank-")), spill_only=True))  # torchrun's other ranks
     gather = (lambda: _exchange(stream, o.ranks)) if o.ranks else None
     try:
         ev, agg, summary = _staged(stage, lambda: compute(

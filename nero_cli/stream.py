@@ -8,14 +8,15 @@ order but each block's chunks in sample order.
 - :class:`RunStream` never holds more than a chunk: each chunk's rows are appended to the
   block's CSV part (formatted by :mod:`nero_cli.csv_rows` as :func:`nero_cli.runrecord.write_table`
   formats the whole table, so the parts joined in block order are ``results.csv`` byte for byte), to the block's
-  binary spill (:mod:`nero_cli.spill`: what ``nero merge``, torchrun's rank 0 and the plots read
-  back) and into the block's running sums (:mod:`nero_cli.running`: ``summary.csv`` and
+  binary spill (:mod:`nero_cli.spill`: what ``nero merge``, torchrun's rank 0, the plots and
+  ``--parquet`` read back; a run that needs none of them writes no spill) and into the block's running sums (:mod:`nero_cli.running`: ``summary.csv`` and
   ``summary.json``, identical to what the pandas aggregates of the whole table give), and to the
   block's per-sample NERO vectors (:mod:`nero_cli.vectors`: what ``nero report`` reads).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,11 +129,13 @@ class Totals:
 @dataclass
 class RunStream:
     """Streams a run's rows to ``folder`` (see the module docstring); ``spill_only``: keep the
-    binary spill only (torchrun's other ranks, whose rows rank 0 writes)."""
+    binary spill only (torchrun's other ranks, whose rows rank 0 writes); ``write_spill=False``: write
+    no spill (a run without plots, Parquet, shards or torchrun: nothing reads it back)."""
 
     folder: Path
     class_names: Sequence[str] | None = None
     spill_only: bool = False
+    write_spill: bool = True
     header: str = ""
     sums: dict[Block, BlockSums] = field(default_factory=dict)
 
@@ -143,7 +146,8 @@ class RunStream:
                                   *(c.name for c in layout.task.columns)])
         shutil.rmtree(self.folder, ignore_errors=True)  # a resumed run rewrites its rows from the chunk store
         (self.folder / "parts").mkdir(parents=True)
-        self.spill = Spill(self.folder / "spill")
+        self._part(layout.blocks[0]).write_text(self.header, encoding="utf-8")  # results.csv's start
+        self.spill = Spill(self.folder / "spill") if self.write_spill or self.spill_only else None
         self.vectors = None if self.spill_only else VectorWriter(self.folder / VECTORS,
                                                                   [c.name for c in layout.task.columns])
 
@@ -154,15 +158,19 @@ class RunStream:
     def add(self, b: Block, samples: np.ndarray, labels: np.ndarray, cols: Mapping[str, np.ndarray]) -> None:
         """One chunk of block ``b``: to the spill, the running sums and the block's CSV part."""
         cols = {c.name: cols[c.name] for c in self.layout.task.columns}
-        self.spill.write(b, self.layout.n_elements(b), samples, labels, cols)
+        if self.spill is not None:
+            self.spill.write(b, self.layout.n_elements(b), samples, labels, cols)
         if self.spill_only:
             return
         if b not in self.sums:
             self._open(b)
         self.sums[b].add(samples, labels, cols)
         self.vectors.add(b, self.layout.n_elements(b), samples, labels, cols)  # type: ignore[union-attr]
-        with open(self.folder / "parts" / f"{b[0]}_{b[1]}.csv", "a", newline="", encoding="utf-8") as fh:
+        with open(self._part(b), "a", newline="", encoding="utf-8") as fh:
             fh.write(self.formats[b].text(samples, labels, cols))
+
+    def _part(self, b: Block) -> Path:
+        return self.folder / "parts" / f"{b[0]}_{b[1]}.csv"
 
     def _open(self, b: Block) -> None:
         lay, plan = self.layout, self.layout.plans[b[1]]
@@ -179,7 +187,8 @@ class RunStream:
 
     def finish(self) -> Totals:
         """Close the spill and the running sums: the aggregate curves and summary metrics."""
-        self.spill.close()
+        if self.spill is not None:
+            self.spill.close()
         lay = self.layout
         self.has_vectors = self.vectors is not None and self.vectors.close(lay.models, [p.label for p in lay.plans])
         stats = {b: s.close() for b, s in self.sums.items()}
@@ -189,15 +198,20 @@ class RunStream:
         return self.totals
 
     def write_results(self, path: Path) -> None:
-        """``results.csv``: the header, then every block's part in block order."""
-        with open(path, "wb") as out:
-            out.write(self.header.encode("utf-8"))
-            for b in self.layout.blocks:
-                part = self.folder / "parts" / f"{b[0]}_{b[1]}.csv"
+        """``results.csv``: the first block's part (which starts with the header) moved into place,
+        then every other block's part appended in block order."""
+        blocks = self.layout.blocks
+        os.replace(self._part(blocks[0]), path)
+        out = os.open(path, os.O_WRONLY)
+        try:
+            os.lseek(out, 0, os.SEEK_END)
+            for b in blocks[1:]:
+                part = self._part(b)
                 if part.exists():
-                    with open(part, "rb") as fh:
-                        shutil.copyfileobj(fh, out, 1 << 20)
+                    _append(out, part)
                     part.unlink()  # the disk holds results.csv and at most one part more
+        finally:
+            os.close(out)
         shutil.rmtree(self.folder / "parts", ignore_errors=True)
 
     def write_parquet(self, path: Path) -> None:
@@ -212,6 +226,25 @@ class RunStream:
             return None
         shutil.move(self.folder / VECTORS, run_dir / VECTORS)
         return vectors_record(run_dir)
+
+
+def _append(out: int, path: Path) -> None:
+    """Append the file at ``path`` to the file descriptor ``out`` (at its end), copied by the
+    kernel where it can (``sendfile``: no copy through Python), else by :func:`shutil.copyfileobj`."""
+    with open(path, "rb") as fh:
+        size, done = os.fstat(fh.fileno()).st_size, 0
+        try:
+            while done < size:
+                sent = os.sendfile(out, fh.fileno(), done, size - done)
+                if not sent:
+                    break
+                done += sent
+        except OSError:  # no sendfile between two files here (macOS): the rest through Python
+            pass
+        if done < size:
+            fh.seek(done)
+            with open(out, "ab", closefd=False) as dst:
+                shutil.copyfileobj(fh, dst, 1 << 20)
 
 
 def summary_metrics(lay: Layout, stats: Mapping[Block, BlockStats]) -> dict[str, dict[str, dict[str, Any]]]:

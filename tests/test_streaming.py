@@ -113,6 +113,25 @@ def test_streamed_files_equal_the_whole_table(nets, tmp_path):
     assert not any(p.name in ("stream", "shard", "chunks") for p in out.iterdir())  # nothing left behind
 
 
+def test_a_spill_is_written_only_where_something_reads_it_back(nets, tmp_path, monkeypatch):
+    """Plots read the rows' binary spill back; a run without plots, Parquet, shards or torchrun
+    writes none. results.csv is the same whether its parts are joined by sendfile or by Python."""
+    from nero_cli import spill as spill_module
+
+    written: list[int] = []
+    real = spill_module.Spill.write
+    monkeypatch.setattr(spill_module.Spill, "write", lambda self, *a: written.append(1) or real(self, *a))
+    args = (nets, "sample:mnist500", ["rotation:step=90", "shift:extent=1,step=1"])
+    kw = dict(limit=20, batch_size=8, random_init=True)
+    plain = evaluate_run(*args, tmp_path / "a", plots=False, device="cpu", **kw).out
+    assert written == []
+    monkeypatch.setattr("os.sendfile", lambda *a: (_ for _ in ()).throw(OSError("no sendfile here")))
+    plotted = evaluate_run(*args, tmp_path / "b", plots=True, plot_samples="worst:1", device="cpu", **kw).out
+    assert written and (plotted / "plots").is_dir()
+    assert (plain / "results.csv").read_bytes() == (plotted / "results.csv").read_bytes()
+    assert (plain / "results.csv").read_bytes() == _in_memory(*args, **kw)["results.csv"]
+
+
 def test_cache_hits_and_uncached_large_blocks_give_the_same_bytes(tmp_path, monkeypatch):
     args = (["sample:mnist-cnn"], "sample:mnist500", ["rotation:step=90"])
     kw = dict(limit=100, batch_size=64, plots=False, device="cpu", cache=True,
