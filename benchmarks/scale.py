@@ -7,12 +7,17 @@ Usage: ``python benchmarks/scale.py [--parts memory,ratios,startup] [--sizes 200
 Prints the tables and writes ``benchmarks/scale.json`` (each part run is merged into it).
 
 - memory: ``nero evaluate`` of a tiny linear model (``benchmarks/tiny.py``) over ``sample:mnist500``
-  tiled to each size, 36 rotation elements, ``--no-cache --no-plots``, each in its own process; its
-  peak RSS is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a probe that only starts it, its time the
-  wall and the CPU time of the whole command, on one thread. The exponents are the slopes of log
-  time over log samples (CPU time is the steadier one on shared cores), also after taking off the
-  CPU time of the same command over one sample (start-up, loading, checks, writing). The sizes
-  below the largest run three times each and keep the median (their remainder is a few seconds).
+  tiled to each size, 36 rotation elements, ``--no-cache --no-plots``, each in its own process on
+  one thread; its peak RSS is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a probe that only starts
+  it (the largest over every run of that size). The time exponent comes from pairs of
+  neighbouring sizes run side by side: the larger on one core while the smaller and the same
+  command over one sample (start-up, loading, checks, writing) take turns on the other until it
+  ends, repeated until the larger has run 60 s, and at least twice. Each size's remainder is its
+  mean CPU time less the one-sample run's; the pair's remainder ratio gives its exponent, and the
+  ratios chained over the sizes give the slope of log remainder over log samples. Both sides of a
+  pair see the same minutes of the machine, whose speed drifts by 10-80 % between minutes here
+  (taking turns, or keeping each size's best run, compared different minutes: a long run cannot
+  fall inside one fast spell the way a short one can).
 - ratios: per model, the bare forward pass (the model alone over the pre-transformed orbit, in
   a fresh process of its own, ``--bare``) against ``nero evaluate`` run as a command over the same
   samples and orbit (a fresh process: start-up, loading, the sweep and writing counted), with
@@ -125,57 +130,91 @@ def tiled(n: int, folder: Path) -> Path:
     return path
 
 
-def run_cli(args: list[str], out: Path, threads: int | None = None, timed: bool = False) -> dict:
-    """``nero evaluate ARGS --out OUT`` in a fresh process: wall and CPU seconds, and the peak RSS
-    (``timed``: also the CPU seconds of its forward passes, "model_cpu", see :data:`TIMED`)."""
+def start_cli(args: list[str], out: Path, threads: int | None = None, timed: bool = False) -> subprocess.Popen:
+    """Start ``nero evaluate ARGS --out OUT`` in a fresh process under :data:`PROBE` (see :func:`run_cli`)."""
     start = ["-c", TIMED] if timed else ["-m", "nero_cli"]
     cmd = [sys.executable, *start, "evaluate", *args, "--no-cache", "--no-plots", "--yes", "-q",
            "--out", str(out), "--overwrite"]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    p = subprocess.run([sys.executable, "-c", PROBE, *cmd], capture_output=True, text=True, cwd=ROOT, env=env)
-    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, "-c", PROBE, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env=env)
+
+
+def finish_cli(proc: subprocess.Popen, timed: bool = False) -> dict:
+    stdout, _ = proc.communicate()
+    r = json.loads(stdout.strip().splitlines()[-1])
     if r["code"] != 0:
-        raise SystemExit(f"nero evaluate failed: {' '.join(cmd)}\n{r['stderr']}")
+        raise SystemExit(f"nero evaluate failed: {' '.join(map(str, proc.args))}\n{r['stderr']}")
     if timed:
         r["model_cpu"] = float(re.findall(r"model_cpu=([0-9.]+)", r["stderr"])[-1])
     return r
 
 
-def memory(sizes: list[int], folder: Path) -> dict:
-    def run(n: int, *extra: str) -> dict:
-        return run_cli([TINY, "--random-init", "--data", str(tiled(n, folder)), "-g", "rotation:step=10", *extra],
-                       folder / "run", threads=1)
+def run_cli(args: list[str], out: Path, threads: int | None = None, timed: bool = False) -> dict:
+    """``nero evaluate ARGS --out OUT`` in a fresh process: wall and CPU seconds, and the peak RSS
+    (``timed``: also the CPU seconds of its forward passes, "model_cpu", see :data:`TIMED`)."""
+    return finish_cli(start_cli(args, out, threads, timed), timed)
 
-    # start-up, loading, checks and writing of a 1-sample run: the median of three, as one such
-    # run varies by 0.3-0.4 s here, which moves the smallest run's remainder by a quarter
-    fixed = sorted((run(sizes[0], "--limit", "1") for _ in range(3)), key=lambda r: r["cpu"])[1]
-    runs = {}
-    for n in sizes:  # the smaller sizes, whose remainder is a few seconds: the median of three
-        each = sorted((run(n) for _ in range(1 if n == sizes[-1] else 3)), key=lambda r: r["cpu"])
-        r = each[len(each) // 2]
-        runs[n] = {"seconds": round(r["seconds"], 2), "cpu_seconds": round(r["cpu"], 2),
-                   "peak_rss_mb": round(r["peak_rss_kb"] / 1024, 1), "rows": n * 36,
-                   "cpu_seconds_each": [round(v["cpu"], 2) for v in each],
-                   "peak_rss_mb_each": [round(v["peak_rss_kb"] / 1024, 1) for v in each]}
-        print(f"  {n:>7,} samples x 36 elements: {runs[n]['seconds']:8.1f} s ({runs[n]['cpu_seconds']:.1f} s CPU), "
-              f"peak RSS {runs[n]['peak_rss_mb']} MB", flush=True)
-    secs = np.array([runs[n]["seconds"] for n in sizes])
-    cpu = np.array([runs[n]["cpu_seconds"] for n in sizes])
+
+def memory(sizes: list[int], folder: Path, least_s: float = 60.0) -> dict:
+    def args(n: int, *extra: str) -> list[str]:
+        return [TINY, "--random-init", "--data", str(tiled(n, folder)), "-g", "rotation:step=10", *extra]
+
+    runs: dict[int, list[dict]] = {n: [] for n in sizes}
+    pairs = []
+    for small, big in zip(sizes, sizes[1:]):
+        # The larger size runs on one core while the smaller size and the one-sample run (start-up,
+        # loading, checks, writing) take turns on the other until it ends: both sides see the same
+        # minutes of the machine, whose speed drifts by 10-80 % between minutes here. Repeated until
+        # the larger side has run `least_s` seconds, and at least twice.
+        bigs: list[dict] = []
+        smalls: list[dict] = []
+        ones: list[dict] = []
+        while len(bigs) < 2 or sum(r["seconds"] for r in bigs) < least_s or not (smalls and ones):
+            proc = start_cli(args(big), folder / "big", threads=1)
+            while proc.poll() is None:
+                side = smalls if len(smalls) <= len(ones) else ones
+                extra = ["--limit", "1"] if side is ones else []
+                side.append(run_cli(args(small, *extra), folder / "small", threads=1))
+            bigs.append(finish_cli(proc))
+        runs[big] += bigs
+        runs[small] += smalls
+        pairs.append(_pair(small, big, bigs, smalls, ones))
+        print(f"  {small:,} against {big:,} samples, side by side: {pairs[-1]}", flush=True)
     out = {"model": "benchmarks/tiny.py:linear (784 -> 10)", "group": "rotation:step=10 (36 elements)",
-           "runs": {str(n): v for n, v in runs.items()},
-           "one_sample_run": {"seconds": round(fixed["seconds"], 2), "cpu_seconds": round(fixed["cpu"], 2)},
-           "peak_rss_over_smallest": round(runs[sizes[-1]]["peak_rss_mb"] / runs[sizes[0]]["peak_rss_mb"], 3)}
-    if len(sizes) > 1:
-        def slope(t: np.ndarray) -> float:
-            return round(float(np.polyfit(np.log(sizes), np.log(t), 1)[0]), 3)
-
-        less = np.clip(cpu - fixed["cpu"], 1e-3, None)
-        out["time_exponent"] = {"wall": slope(secs), "cpu": slope(cpu), "cpu_less_one_sample_run": slope(less),
-                                "cpu_less_one_sample_run_two_largest": round(float(
-                                    np.log(less[-1] / less[-2]) / np.log(sizes[-1] / sizes[-2])), 3)}
-        out["cpu_us_per_row_less_one_sample_run"] = {str(n): round((runs[n]["cpu_seconds"] - fixed["cpu"]) / (36 * n) * 1e6, 2)
-                                                     for n in sizes}
+           "runs": {str(n): _size_row(n, rs) for n, rs in runs.items()}, "pairs": pairs}
+    rss = [out["runs"][str(n)]["peak_rss_mb"] for n in (sizes[0], sizes[-1])]
+    out["peak_rss_over_smallest"] = round(rss[1] / rss[0], 3)
+    # every size's remainder relative to the smallest's, chained through the pairs; the slope of
+    # their log over log samples
+    rel = np.cumprod([1.0, *[p["remainder_ratio"] for p in pairs]])
+    out["time_exponent"] = round(float(np.polyfit(np.log(sizes), np.log(rel), 1)[0]), 3)
+    for n in sizes:
+        r = out["runs"][str(n)]
+        print(f"  {n:>7,} samples x 36 elements: {r['seconds']:8.1f} s ({r['cpu_seconds']:.1f} s CPU), "
+              f"peak RSS {r['peak_rss_mb']} MB (CPU s of each run: {r['cpu_seconds_each']})", flush=True)
+    print(f"  time exponent {out['time_exponent']}, peak RSS {out['peak_rss_over_smallest']}x the smallest's", flush=True)
     return out
+
+
+def _pair(small: int, big: int, bigs: list[dict], smalls: list[dict], ones: list[dict]) -> dict:
+    """One side-by-side pair: each size's mean CPU seconds less the one-sample run's (its remainder),
+    their ratio and its exponent, and the CPU microseconds per row (36 elements a sample)."""
+    one = statistics.mean(r["cpu"] for r in ones)
+    rest = {small: statistics.mean(r["cpu"] for r in smalls) - one, big: statistics.mean(r["cpu"] for r in bigs) - one}
+    ratio = rest[big] / rest[small]
+    return {"sizes": [small, big], "one_sample_cpu_s": round(one, 3), "runs": [len(smalls), len(bigs), len(ones)],
+            "remainder_cpu_s": [round(rest[small], 3), round(rest[big], 3)], "remainder_ratio": round(ratio, 4),
+            "exponent": round(math.log(ratio) / math.log(big / small), 3),
+            "cpu_us_per_row": [round(rest[n] / (36 * n) * 1e6, 2) for n in (small, big)]}
+
+
+def _size_row(n: int, rs: list[dict]) -> dict:
+    best = min(rs, key=lambda v: v["cpu"])
+    return {"seconds": round(best["seconds"], 2), "cpu_seconds": round(best["cpu"], 2),
+            "peak_rss_mb": round(max(v["peak_rss_kb"] for v in rs) / 1024, 1), "rows": n * 36,
+            "cpu_seconds_each": [round(v["cpu"], 2) for v in rs],
+            "peak_rss_mb_each": [round(v["peak_rss_kb"] / 1024, 1) for v in rs]}
 
 
 def _orbit(model: str, n: int, group: str) -> tuple[torch.Tensor, torch.nn.Module, int, int]:
