@@ -4,8 +4,8 @@
 change speed from minute to minute. Here one process, on one thread, takes turns: ``nero
 evaluate`` as the command runs it (its ``main``, in this process: the sweep, the checks, the
 writing; ``import torch`` is already done), timing every call of ``ModelRunner.raw`` (the one
-place nero calls a model), and the bare loop (each side first every other round), the model alone over the pre-transformed orbit of
-the same samples in batches of the same size. "forward_over_bare" above 1 means nero's forward
+place nero calls a model), and the bare loop (each side first every other round), the model
+alone over the pre-transformed orbit of the same samples in batches of the same size. "forward_over_bare" above 1 means nero's forward
 passes took more CPU time than the same passes in the bare loop (the caches the sweep's other
 work leaves cold, or the machine's minute); "bare_over_total" is the end-to-end ratio without
 start-up, and "bare_over_total_with_start_up" charges nero this process's start-up too (the

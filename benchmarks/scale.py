@@ -193,7 +193,8 @@ def memory(sizes: list[int], folder: Path, least_s: float = 60.0) -> dict:
         r = out["runs"][str(n)]
         print(f"  {n:>7,} samples x 36 elements: {r['seconds']:8.1f} s ({r['cpu_seconds']:.1f} s CPU), "
               f"peak RSS {r['peak_rss_mb']} MB (CPU s of each run: {r['cpu_seconds_each']})", flush=True)
-    print(f"  time exponent {out['time_exponent']}, peak RSS {out['peak_rss_over_smallest']}x the smallest's", flush=True)
+    print(f"  time exponent {out['time_exponent']}, peak RSS {out['peak_rss_over_smallest']}x the smallest's",
+          flush=True)
     return out
 
 

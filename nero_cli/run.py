@@ -339,8 +339,8 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     store = Cache.results(o.cache_dir) if o.cache else None
     stage = _open_stage(o.out, config, o.resume, o.started) if lead else None
     spill = bool(o.plots or o.parquet or o.part or o.ranks)  # else nothing reads the rows' binary spill back
-    stream = (RunStream(stage.tmp / STREAM, p.class_names, write_spill=spill) if stage is not None
-              else RunStream(Path(tempfile.mkdtemp(prefix="nero-rank-")), spill_only=True))  # torchrun's other ranks
+    stream = (RunStream(stage.tmp / STREAM, p.class_names, write_spill=spill) if stage is not None else
+              RunStream(Path(tempfile.mkdtemp(prefix="nero-rank-")), spill_only=True))  # torchrun's other ranks
     gather = (lambda: _exchange(stream, o.ranks)) if o.ranks else None
     try:
         ev, agg, summary = _staged(stage, lambda: compute(
@@ -402,8 +402,7 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: Mapping[st
                      "input_shape": list(dataset.inputs.shape[1:])},
             "n_rows": totals.n_rows,
             **({"vectors": vectors} if vectors else {}),
-            "warnings": p.warnings,
-            **extra,
+            "warnings": p.warnings, **extra,
             "versions": _versions(),
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),

@@ -7,11 +7,12 @@ order but each block's chunks in sample order.
 - :class:`TableSink` keeps the chunks and builds the tidy table at the end (the Python API).
 - :class:`RunStream` never holds more than a chunk: each chunk's rows are appended to the
   block's CSV part (formatted by :mod:`nero_cli.csv_rows` as :func:`nero_cli.runrecord.write_table`
-  formats the whole table, so the parts joined in block order are ``results.csv`` byte for byte), to the block's
-  binary spill (:mod:`nero_cli.spill`: what ``nero merge``, torchrun's rank 0, the plots and
-  ``--parquet`` read back; a run that needs none of them writes no spill) and into the block's running sums (:mod:`nero_cli.running`: ``summary.csv`` and
-  ``summary.json``, identical to what the pandas aggregates of the whole table give), and to the
-  block's per-sample NERO vectors (:mod:`nero_cli.vectors`: what ``nero report`` reads).
+  formats the whole table, so the parts joined in block order are ``results.csv`` byte for
+  byte), to the block's binary spill (:mod:`nero_cli.spill`: what ``nero merge``, torchrun's
+  rank 0, the plots and ``--parquet`` read back; a run that needs none of them writes no spill),
+  into the block's running sums (:mod:`nero_cli.running`: ``summary.csv`` and ``summary.json``,
+  identical to what the pandas aggregates of the whole table give), and to the block's
+  per-sample NERO vectors (:mod:`nero_cli.vectors`: what ``nero report`` reads).
 """
 
 from __future__ import annotations
