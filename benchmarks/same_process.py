@@ -10,7 +10,9 @@ passes took more CPU time than the same passes in the bare loop (the caches the 
 work leaves cold, or the machine's minute); "bare_over_total" is the end-to-end ratio without
 start-up, and "bare_over_total_with_start_up" charges nero this process's start-up too (the
 interpreter and every import up to the first run, the benchmark's own included: a little more
-than the command's).
+than the command's). The command's allocator setting (:mod:`nero_cli.heap`, set by its ``main``
+in the warm-up run) then holds for the whole process, the bare loop's passes included, as for
+``scale.py``'s "ratio".
 
 Usage: ``python benchmarks/same_process.py [--model sample:mnist-cnn] [--samples 2000] [--group rotation]
 [--batch-size 64] [--rounds 3]`` (samples: a multiple of 500; the data is ``scale.py``'s tiled
@@ -94,9 +96,12 @@ def main() -> None:
             return time.process_time() - t
 
         for r in range(args.rounds):  # taking turns, each side first every other round
-            bare = bare_loop() if r % 2 else 0.0
-            total, forward = run_nero(argv)
-            bare = bare or bare_loop()
+            if r % 2:
+                bare = bare_loop()
+                total, forward = run_nero(argv)
+            else:
+                total, forward = run_nero(argv)
+                bare = bare_loop()
             rows.append({"nero_cpu_s": round(total, 2), "nero_forward_cpu_s": round(forward, 2),
                          "bare_cpu_s": round(bare, 2), "forward_over_bare": round(forward / bare, 3),
                          "bare_over_total": round(bare / total, 3),
