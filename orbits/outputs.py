@@ -225,7 +225,9 @@ def equivariance_residual(f: Callable[[Tensor], Tensor], x: Tensor, action: Call
     """``‖g⁻¹·f(g·x) − f(x)‖ / ‖f(x)‖`` per element and sample ``(g, N)``, over the valid region.
 
     ``f`` maps a batch ``(M, ...)`` to outputs ``(M, ...)``; ``action`` is the input action,
-    ``output`` the declared output type. 0 for an equivariant ``f`` on exact elements.
+    ``output`` the declared output type. 0 for an equivariant ``f`` on exact elements. The
+    reference ``f(x)`` is the identity's own output where ``indices`` hold the identity (exactly 0
+    there, whatever the kernels' rounding for another batch size), else one more call.
     """
     indices = list(indices)
     xs = action(x, indices)
@@ -233,7 +235,10 @@ def equivariance_residual(f: Callable[[Tensor], Tensor], x: Tensor, action: Call
     out = f(xs.reshape(g * n, *xs.shape[2:]))
     out = out.reshape(g, n, *out.shape[1:]).double()
     back = output.pull_back(out, indices)
-    ref = f(action(x, [identity])[0]).double()[None]
+    if identity in indices:
+        ref = out[indices.index(identity)][None]
+    else:
+        ref = f(action(x, [identity])[0]).double()[None]
     mask = output.valid(indices, back.device)
     diff, den = back - ref, ref.expand_as(back)
     if mask is not None:

@@ -87,6 +87,8 @@ def test_residual_is_zero_for_a_pointwise_model_and_not_for_a_position_dependent
     with torch.no_grad():
         r = equivariance_residual(pointwise, x, act, out, range(len(g)), g.identity_index)
         assert r.shape == (8, 3) and float(r.max()) < 1e-6
+        others = [i for i in range(len(g)) if i != g.identity_index][:3]  # f(x) from a call of its own
+        assert float(equivariance_residual(pointwise, x, act, out, others, g.identity_index).max()) < 1e-6
         ramp = torch.linspace(0, 1, 9).view(1, 1, 1, 9)
         biased = equivariance_residual(lambda z: pointwise(z) * ramp, x, act, out, range(len(g)), g.identity_index)
     assert float(biased.max()) > 0.1 and float(biased[g.identity_index].max()) == 0.0
