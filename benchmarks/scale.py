@@ -106,11 +106,14 @@ main()
 FIRST = r"""
 import json, os, sys, time
 t0 = float(sys.argv[1])
-import nero_cli.console as console
-def advance(self, n):  # the first progress update: report it and stop
-    print(json.dumps({"first_progress_s": time.time() - t0}), flush=True)
-    os._exit(0)
-console.Bar.advance = advance
+from rich.progress import Progress  # not nero_cli.console: that would import torch before the command does
+update = Progress.update
+def first(self, task, **kw):  # the first progress update (an advance): report it and stop
+    if kw.get("advance"):
+        print(json.dumps({"first_progress_s": time.time() - t0}), flush=True)
+        os._exit(0)
+    return update(self, task, **kw)
+Progress.update = first
 from nero_cli.cli import main
 sys.argv = ["nero", "evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation", "--no-cache",
             "--out", sys.argv[2], "--overwrite"]

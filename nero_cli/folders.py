@@ -15,19 +15,20 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+from .lazy import pil_image as Image
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 GRAY_MODES = ("L", "1", "I;16", "I", "F")
 #: Grey modes deeper than 8 bits (read by :func:`_deep_gray`).
 DEEP_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
-#: What Pillow raises for a file it cannot read (a decompression bomb is not an OSError).
-UNREADABLE = (UnidentifiedImageError, OSError, Image.DecompressionBombError)
 #: Threads that decode a chunk's image files.
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
@@ -54,6 +55,11 @@ def _folder_files(root: Path) -> tuple[list[tuple[Path, int]], list[str] | None]
     return files, folders
 
 
+def unreadable_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for a file it cannot read (a decompression bomb is not an OSError)."""
+    return OSError, Image.DecompressionBombError  # UnidentifiedImageError is an OSError
+
+
 def _unreadable(f: Path | BinaryIO | str, exc: BaseException) -> DataError:
     return DataError(f"{f}: unreadable image ({exc.__class__.__name__}); remove or replace it")
 
@@ -64,7 +70,7 @@ def header(f: Path | BinaryIO, name: str | None = None) -> tuple[str, int, int]:
     try:
         with Image.open(f) as im:
             return im.mode, im.height, im.width
-    except UNREADABLE as exc:
+    except unreadable_errors() as exc:
         raise _unreadable(name or f, exc) from None
 
 
@@ -75,12 +81,12 @@ def decode(f: Path | BinaryIO, mode: str, name: str | None = None) -> np.ndarray
         with Image.open(f) as im:
             im.load()
             a = _deep_gray(im, name or f) if mode == "L" and im.mode in DEEP_GRAY else np.asarray(im.convert(mode))
-    except UNREADABLE as exc:
+    except unreadable_errors() as exc:
         raise _unreadable(name or f, exc) from None
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
 
 
-def _deep_gray(im: Image.Image, name: Any) -> np.ndarray:
+def _deep_gray(im: PIL.Image.Image, name: Any) -> np.ndarray:
     """A 16-bit grey image (``I;16*``, or ``I`` holding 0..65535) as uint8, ``round(v / 257)``: Pillow's
     own conversion to ``L`` clips at 255, which turned every non-zero pixel white. A 32-bit image
     with larger values, or a float one, has no known range: refused in one line."""

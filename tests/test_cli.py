@@ -150,7 +150,7 @@ HEAVY = """
 import atexit, json, os, sys
 import nero_cli.console as console
 def loaded():  # which heavy modules are loaded by now
-    print(json.dumps(sorted(m for m in ("pandas", "matplotlib", "sklearn", "plotly") if m in sys.modules)))
+    print(json.dumps(sorted(m for m in ("pandas", "matplotlib", "sklearn", "plotly", "PIL.Image") if m in sys.modules)))
     sys.stdout.flush()
 if sys.argv[2] == "first":  # at the sweep's first progress update, then stop
     def advance(self, n):
@@ -169,7 +169,8 @@ main()
 @pytest.mark.parametrize("when", ["first", "end"])
 def test_evaluate_never_imports_pandas(tmp_path, when):
     """pandas (0.2 to 0.4 s of start-up) is left out of a run without plots: the sweep's first
-    progress update comes sooner and the files are written from running sums (nero_cli/lazy.py)."""
+    progress update comes sooner and the files are written from running sums (nero_cli/lazy.py);
+    so is Pillow (0.1 s), which only image files need."""
     import json
     import subprocess
     import sys
