@@ -88,7 +88,9 @@ PROBE = ("import json, resource, subprocess, sys, time; t = time.perf_counter();
 # one place nero calls a model) written to stderr at exit: the model's share of the same process
 TIMED = r"""
 import atexit, sys, time
-import nero_cli.runner as runner
+from nero_cli.lazy import gc_paused_imports
+with gc_paused_imports():  # torch as the command imports it (nero_cli.cli._run_evaluate)
+    import nero_cli.runner as runner
 spent = [0.0]
 raw = runner.ModelRunner.raw
 def timed(self, x):
@@ -119,6 +121,11 @@ sys.argv = ["nero", "evaluate", "sample:mnist-cnn", "--data", "sample:mnist500",
             "--out", sys.argv[2], "--overwrite"]
 main()
 """
+
+
+# ``import torch`` alone as ``nero evaluate`` imports it (the collector paused), seconds in-process
+PAUSED = ("import gc, time; gc.disable(); t = time.perf_counter(); import torch; "
+          "print(time.perf_counter() - t)")
 
 
 def tiled(n: int, folder: Path) -> Path:
@@ -376,7 +383,7 @@ def _stats(values: list[float]) -> dict:
 
 
 def startup(folder: Path, k: int = 5) -> dict:
-    first, imports, torch_only = [], [], []
+    first, imports, torch_only, paused = [], [], [], []
     for _ in range(k):
         t = time.time()
         p = subprocess.run([sys.executable, "-c", FIRST, str(t), str(folder / "first")], capture_output=True,
@@ -388,8 +395,10 @@ def startup(folder: Path, k: int = 5) -> dict:
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import torch"], check=True)
         torch_only.append(time.perf_counter() - t)
+        p = subprocess.run([sys.executable, "-c", PAUSED], capture_output=True, text=True, check=True)
+        paused.append(float(p.stdout))
     return {"first_progress_s": _stats(first), "evaluate_help_import_s": _stats(imports),
-            "import_torch_process_s": _stats(torch_only)}
+            "import_torch_process_s": _stats(torch_only), "import_torch_as_the_command_s": _stats(paused)}
 
 
 def main() -> None:
