@@ -9,6 +9,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from .lazy import gc_paused_imports
+
 
 def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
     """Register ``nero doctor`` on the typer ``app``; ``guard(fn)`` turns NeroError into one line + exit code."""
@@ -33,7 +35,8 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         shapes, NaN outputs, exact identity and 90° rotations, strides, speed per batch size. Exit 1 if a check fails."""
 
         def work() -> None:
-            from .doctor import doctor, exit_code, print_report, to_json
+            with gc_paused_imports():  # torch (nero_cli.lazy)
+                from .doctor import doctor, exit_code, print_report, to_json
 
             findings = doctor(model, task=task, weights=weights, meta=meta, trust_checkpoint=trust_checkpoint,
                               input_shape=input_shape, device=device)

@@ -11,6 +11,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .lazy import gc_paused_imports
+
 
 def _split_commas(values: Optional[List[str]]) -> list[str] | None:
     """``--regression-metrics a,b --regression-metrics c`` -> ``[a, b, c]`` (None when not given)."""
@@ -55,7 +57,8 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
                  "--max-layer-error": max_layer_error}
 
         def main() -> int:
-            from .gate import gate_command
+            with gc_paused_imports():  # torch (nero_cli.lazy)
+                from .gate import gate_command
 
             return gate_command(
                 run_dir, checks=check or [], fixed=fixed, config=config, no_config=no_config, baseline=baseline,

@@ -11,6 +11,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .lazy import gc_paused_imports
+
 
 def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
     """Register ``nero layers`` on the typer ``app``; ``guard(fn)`` turns NeroError into one line + exit code."""
@@ -47,8 +49,9 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         Feature maps are assumed to transform as scalar fields (see the README)."""
 
         def work() -> None:
-            from .console import warn
-            from .layer_errors import layers_run
+            with gc_paused_imports():  # torch (nero_cli.lazy)
+                from .console import warn
+                from .layer_errors import layers_run
 
             res = layers_run(models, data, group, out, task=task, weights=weights or [], meta=meta or [],
                              names=name or [], trust_checkpoint=trust_checkpoint, normalize=normalize, limit=limit,

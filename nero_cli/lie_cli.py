@@ -12,6 +12,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .lazy import gc_paused_imports
+
 
 def _print_summary(summary: dict[str, Any]) -> None:
     """Mean, median and 90th percentile of the Lie derivative at the identity per model and generator
@@ -76,8 +78,9 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         endpoint rate of the pulled-back field, px per unit; 0 = locally equivariant)."""
 
         def work() -> None:
-            from . import console
-            from .lie_derivative import lie_run
+            with gc_paused_imports():  # torch (nero_cli.lazy)
+                from . import console
+                from .lie_derivative import lie_run
 
             result = lie_run(models, data, group, out, task=task, method=method, step=step, batch_size=batch_size,
                              along=along, device=device, plots=not no_plots, overwrite=overwrite,

@@ -11,6 +11,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .lazy import gc_paused_imports
+
 
 def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
     """Register the ``plot`` command on the typer app."""
@@ -32,7 +34,8 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
             from rich.console import Console
             from rich.markup import escape
 
-            from .run_plots import replot_run
+            with gc_paused_imports():  # torch (nero_cli.lazy)
+                from .run_plots import replot_run
 
             err = Console(stderr=True)
             folder, files = replot_run(

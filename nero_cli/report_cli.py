@@ -11,6 +11,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .lazy import gc_paused_imports
+
 
 def _split_commas(values: Optional[List[str]]) -> list[str] | None:
     """``--metric a,b --metric c`` -> ``[a, b, c]`` (None when not given)."""
@@ -40,7 +42,8 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
             from rich.console import Console
             from rich.markup import escape
 
-            from .report import report_run
+            with gc_paused_imports():  # torch (nero_cli.lazy)
+                from .report import report_run
 
             console = Console(stderr=True)
             status = None if quiet else console.status("reading runs")

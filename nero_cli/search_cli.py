@@ -11,6 +11,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .lazy import gc_paused_imports
+
 
 def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
     """Register ``nero search`` on the typer ``app``; ``guard(fn)`` turns NeroError into one line + exit code."""
@@ -55,7 +57,8 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         top box); writes search.csv, summary.json, plots."""
 
         def work() -> None:
-            from .breaking import search_run
+            with gc_paused_imports():  # torch (nero_cli.lazy)
+                from .breaking import search_run
 
             result = search_run(models, data, group, out, refine=refine, tol=tol, reference=reference,
                                 batch_size=batch_size, plots=not no_plots, iou_threshold=iou_threshold,

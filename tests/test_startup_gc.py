@@ -1,6 +1,6 @@
-"""The command's process imports torch with the cyclic collector paused and freezes what is alive
-when it ends (nero_cli.lazy.gc_paused_imports, nero_cli.cli.main); a program that imports nero keeps
-its collector as it was."""
+"""A command's process imports torch with the cyclic collector paused and freezes what is alive
+(nero_cli.lazy.gc_paused_imports), and again when it ends (nero_cli.cli.main); a program that
+imports nero keeps its collector as it was."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ def report():
     sys.stdout.flush()
 atexit.register(report)
 from nero_cli.cli import main
-sys.argv = ["nero", "evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation:step=90",
-            "--limit", "4", "--no-cache", "--no-plots", "-q", "--out", sys.argv[1]]
+sys.argv = ["nero", *sys.argv[1:]]
 main()
 """
 
@@ -39,11 +38,15 @@ def _last_json(code: str, *args: str) -> dict:
 
 
 def test_the_command_imports_torch_without_a_full_collection_and_freezes_it(tmp_path):
-    got = _last_json(COMMAND, str(tmp_path / "run"))
+    run = str(tmp_path / "run")
+    got = _last_json(COMMAND, "evaluate", "sample:mnist-cnn", "--data", "sample:mnist500", "-g", "rotation:step=90",
+                     "--limit", "4", "--no-cache", "--no-plots", "-q", "--out", run)
     # before: three full collections over torch's objects while it was imported (0.17 s here)
     assert got["full_collections"] == 0
     assert got["frozen"] > 100_000 and got["enabled"]  # torch's objects, out of every later collection
     assert (tmp_path / "run" / "summary.json").is_file()
+    got = _last_json(COMMAND, "gate", run, "--max-equivariance-error", "10")  # another command, the same way
+    assert got["full_collections"] == 0 and got["frozen"] > 100_000 and got["enabled"]
 
 
 def test_a_program_that_imports_nero_keeps_its_collector():
