@@ -1,20 +1,20 @@
 """nero's forward passes against a bare loop over the same inputs, in one process (issue 14).
 
-``scale.py --parts ratios`` compares two processes run a minute apart, and these shared cores
-change speed from minute to minute. Here one process, on one thread, takes turns: ``nero
-evaluate`` as the command runs it (its ``main``, in this process: the sweep, the checks, the
-writing; ``import torch`` is already done), timing every call of ``ModelRunner.raw`` (the one
-place nero calls a model), and the bare loop (each side first every other round), the model
-alone over the pre-transformed orbit of the same samples in batches of the same size. "forward_over_bare" above 1 means nero's forward
-passes took more CPU time than the same passes in the bare loop (the caches the sweep's other
-work leaves cold, or the machine's minute); "bare_over_total" is the end-to-end ratio without
-start-up, and "bare_over_total_with_start_up" charges nero its start-up too: the fixed CPU time
-of the same command over one sample in a fresh process (its CPU time less its forward passes':
-the interpreter, the imports, the model, the checks, the writing and the exit, as
-``scale.py``'s "fixed" part; median of three), although each run here also loads its model and
-writes its files, so the charge is a little more than the start-up. The command's allocator setting (:mod:`nero_cli.heap`, set by its ``main``
-in the warm-up run) then holds for the whole process, the bare loop's passes included, as for
-``scale.py``'s "ratio".
+``scale.py --parts ratios`` compares two processes run a minute apart, and these shared cores change
+speed from minute to minute. Here one process, on one thread, takes turns: ``nero evaluate`` as the
+command runs it (its ``main``, in this process: the sweep, the checks, the writing; ``import torch``
+is already done), timing every call of ``ModelRunner.raw`` (the one place nero calls a model), and
+the bare loop (each side first every other round), the model alone over the pre-transformed orbit of
+the same samples in batches of the same size. "forward_over_bare" above 1 means nero's forward
+passes took more CPU time than the same passes in the bare loop (the caches the sweep's other work
+leaves cold, or the machine's minute); "bare_over_total" is the end-to-end ratio without start-up,
+and "bare_over_total_with_start_up" charges nero its start-up too: the fixed CPU time of the same
+command over one sample in a fresh process (its CPU time less its forward passes': the interpreter,
+the imports, the model, the checks, the writing and the exit, as ``scale.py``'s "fixed" part; median
+of three), although each run here also loads its model and writes its files, so the charge is a
+little more than the start-up. The command's allocator setting (:mod:`nero_cli.heap`, set by its
+``main`` in the warm-up run) then holds for the whole process, the bare loop's passes included, as
+for ``scale.py``'s "ratio".
 
 Usage: ``python benchmarks/same_process.py [--model sample:mnist-cnn] [--samples 2000] [--group rotation]
 [--batch-size 64] [--rounds 3]`` (samples: a multiple of 500; the data is ``scale.py``'s tiled
