@@ -41,10 +41,10 @@ def gc_paused_imports() -> Iterator[None]:
     full collections over them while it did (0.17 s here), and more at the interpreter's shutdown
     (0.4 to 0.5 s: :func:`nero_cli.cli.main` freezes what is alive when any command ends); after the
     freeze the collections of the sweep and at exit see only the objects made since. Nothing those
-    imports make is garbage worth collecting. ``nero evaluate`` over one sample took 2.55 CPU
-    seconds before, 1.70 after (with Pillow imported only for image files); ``nero gate`` on a run
-    2.4-2.7 s, 1.7-1.9 s. Never for nero imported as a library: freezing a program's objects is the
-    program's choice."""
+    imports make is garbage worth collecting. ``nero evaluate`` over one sample took 2.37-2.69 CPU
+    seconds before, 1.53-1.72 after (with Pillow imported only for image files); ``nero gate`` on a
+    run 2.3-2.7 s, 1.7-1.9 s (benchmarks/HISTORY.md, session 9). Never for nero imported as a
+    library: freezing a program's objects is the program's choice."""
     enabled = gc.isenabled()
     gc.disable()
     try:
