@@ -121,21 +121,7 @@ def make_digit_canvas(
         raise ValueError(f"placement must be 'margin', 'center' or 'uniform', got {placement!r}")
     xs, ys = source if source is not None else load_mnist_split(split)
     rng = np.random.default_rng(seed)
-    if balanced:
-        classes = np.unique(ys)
-        if n % len(classes):
-            raise ValueError(f"balanced=True needs n divisible by {len(classes)}, got {n}")
-        per = n // len(classes)
-        idx = np.concatenate([
-            np.sort(rng.choice(np.nonzero(ys == c)[0], per, replace=False)) for c in classes
-        ])
-    else:
-        idx = rng.choice(len(xs), n, replace=n > len(xs))
-    if size_range is None:
-        sizes = np.full(n, 28, dtype=np.int64)
-    else:
-        lo, hi = size_range
-        sizes = rng.integers(lo, hi + 1, size=n).astype(np.int64)
+    idx, sizes = _draw_digits(rng, ys, n, len(xs), balanced, size_range)
     patches = _resize_digits(xs[idx], sizes)
 
     images = np.zeros((n, canvas, canvas), dtype=np.uint8)
@@ -143,23 +129,8 @@ def make_digit_canvas(
     u = rng.random((n, 2))  # one uniform per axis and image
     for k, patch in enumerate(patches):
         bx1, by1, bx2, by2 = _tight_box(patch)
-        pos = []
-        for axis, (b1, b2) in enumerate(((bx1, bx2), (by1, by2))):
-            w = b2 - b1
-            if w > canvas:
-                raise ValueError(f"digit of {w} px does not fit a {canvas} px canvas")
-            if placement == "margin":
-                m = min(margin, (canvas - w) // 2)
-                lo_, hi_ = m, canvas - m - w
-                start = lo_ + int(np.floor(u[k, axis] * (hi_ - lo_ + 1)))
-            elif placement == "uniform":
-                start = int(np.floor(u[k, axis] * (canvas - w + 1)))
-            else:
-                c = canvas / 2 + (2 * u[k, axis] - 1) * center_jitter
-                start = int(np.rint(c - w / 2))
-            start = min(max(start, 0), canvas - w)
-            pos.append(start - b1)  # offset of the patch's top-left corner
-        ox, oy = pos
+        ox, oy = (_start(b1, b2, u[k, axis], canvas, placement, margin, center_jitter) - b1
+                  for axis, (b1, b2) in enumerate(((bx1, bx2), (by1, by2))))  # the patch's top-left corner
         s = patch.shape[0]
         # paste with clipping (only zero pixels of the patch can fall outside)
         x0, y0 = max(ox, 0), max(oy, 0)
@@ -173,6 +144,42 @@ def make_digit_canvas(
         "index": idx.astype(np.int64),
         "sizes": sizes,
     }
+
+
+def _draw_digits(rng: np.random.Generator, ys: np.ndarray, n: int, available: int, balanced: bool,
+                 size_range: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The source indices and pixel sizes of ``n`` digits (see :func:`make_digit_canvas`)."""
+    if balanced:
+        classes = np.unique(ys)
+        if n % len(classes):
+            raise ValueError(f"balanced=True needs n divisible by {len(classes)}, got {n}")
+        per = n // len(classes)
+        idx = np.concatenate([
+            np.sort(rng.choice(np.nonzero(ys == c)[0], per, replace=False)) for c in classes
+        ])
+    else:
+        idx = rng.choice(available, n, replace=n > available)
+    if size_range is None:
+        return idx, np.full(n, 28, dtype=np.int64)
+    lo, hi = size_range
+    return idx, rng.integers(lo, hi + 1, size=n).astype(np.int64)
+
+
+def _start(b1: int, b2: int, u: float, canvas: int, placement: str, margin: int, center_jitter: float) -> int:
+    """Where a box spanning ``[b1, b2)`` of its patch starts on one axis of the canvas, from one uniform ``u``."""
+    w = b2 - b1
+    if w > canvas:
+        raise ValueError(f"digit of {w} px does not fit a {canvas} px canvas")
+    if placement == "margin":
+        m = min(margin, (canvas - w) // 2)
+        lo, hi = m, canvas - m - w
+        start = lo + int(np.floor(u * (hi - lo + 1)))
+    elif placement == "uniform":
+        start = int(np.floor(u * (canvas - w + 1)))
+    else:
+        c = canvas / 2 + (2 * u - 1) * center_jitter
+        start = int(np.rint(c - w / 2))
+    return min(max(start, 0), canvas - w)
 
 
 # ========================================================================== boxes
