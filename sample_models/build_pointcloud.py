@@ -252,13 +252,8 @@ def per_class_accuracy(model, x, y) -> dict[str, float]:
     return {c: round((pred[y == k] == k).float().mean().item(), 4) for k, c in enumerate(SHAPE_CLASSES)}
 
 
-def main() -> None:
-    t_start = time.perf_counter()
-    deterministic = _build.deterministic(SEED, numpy_seed=False)  # the data use their own numpy generators
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    DATA_DIR.mkdir(exist_ok=True)
-
-    # Data ---------------------------------------------------------------------
+def _data(t_start: float):
+    """Write ``shapes200.npz``; the training tensors, the evaluation tensors and their rotated copies."""
     ev_np, ev_labels = make_dataset(EVAL_DATA_SEED, EVAL_PER_CLASS)
     data_path = DATA_DIR / "shapes200.npz"
     np.savez_compressed(
@@ -276,9 +271,11 @@ def main() -> None:
     ev_rot = rotate(
         ev_x.repeat(ROT_EVAL_REPEATS, 1, 1), random_rotations(ROT_EVAL_REPEATS * len(ev_x), rot_gen)
     )
-    ev_rot_y = ev_y.repeat(ROT_EVAL_REPEATS)
+    return (tr_x, tr_y), (ev_x, ev_y), (ev_rot, ev_y.repeat(ROT_EVAL_REPEATS))
 
-    # Training -----------------------------------------------------------------
+
+def _train(tr_x: torch.Tensor, tr_y: torch.Tensor, ev_x: torch.Tensor) -> dict:
+    """Train and save the three models; check the distance classifier's invariance; ``{name: (model, info)}``."""
     print(f"training pointnet ({EPOCHS_PLAIN} epochs, no augmentation)", flush=True)
     plain, t_plain = train_pointnet(tr_x, tr_y, EPOCHS_PLAIN, False, "pointnet")
     _build.save_weights(plain, WEIGHTS_DIR / "pointnet.safetensors", "sample_models.pointcloud:pointnet")
@@ -291,16 +288,13 @@ def main() -> None:
     aug, t_aug = train_pointnet(tr_x, tr_y, EPOCHS_AUG, True, "pointnet-aug")
     _build.save_weights(aug, WEIGHTS_DIR / "pointnet-aug.safetensors", "sample_models.pointcloud:pointnet")
 
-    # Invariance check of the distance classifier ------------------------------
-    with torch.no_grad():
+    with torch.no_grad():  # the distance classifier is rotation invariant by construction
         rots = random_rotations(len(ev_x), torch.Generator().manual_seed(99))
         d0, d1 = dist(ev_x), dist(rotate(ev_x, rots))
         dist_inv_err = (d0 - d1).abs().max().item()
     print(f"pointnet-dist max |logit(x) - logit(Rx)| over shapes200: {dist_inv_err:.2e}", flush=True)
     assert dist_inv_err < 1e-4, dist_inv_err
-
-    # Evaluation ---------------------------------------------------------------
-    models = {
+    return {
         "pointnet": (plain, {"epochs": EPOCHS_PLAIN, "augmentation": "none", "train_seconds": t_plain}),
         "pointnet-aug": (
             aug,
@@ -313,21 +307,35 @@ def main() -> None:
              "train_seconds": t_dist, "max_logit_change_under_rotation": float(f"{dist_inv_err:.3g}")},
         ),
     }
+
+
+def _evaluate(models: dict, ev: tuple, ev_rot: tuple) -> dict:
+    """Each model's accuracies on shapes200, upright and rotated, for the report."""
+    (ev_x, ev_y), (ev_rot_x, ev_rot_y) = ev, ev_rot
     report_models = {}
     for name, (model, info) in models.items():
         acc = _build.accuracy(model, ev_x, ev_y, bs=250)
-        acc_rot = _build.accuracy(model, ev_rot, ev_rot_y, bs=250)
+        acc_rot = _build.accuracy(model, ev_rot_x, ev_rot_y, bs=250)
         report_models[name] = {
             "shapes200_accuracy": round(acc, 4),
             "shapes200_rotated_accuracy": round(acc_rot, 4),
             "per_class_accuracy": per_class_accuracy(model, ev_x, ev_y),
-            "per_class_rotated_accuracy": per_class_accuracy(model, ev_rot, ev_rot_y),
+            "per_class_rotated_accuracy": per_class_accuracy(model, ev_rot_x, ev_rot_y),
             "parameters": sum(p.numel() for p in model.parameters()),
             **{k: (round(v, 1) if isinstance(v, float) and k == "train_seconds" else v) for k, v in info.items()},
         }
         print(f"{name:14s} upright {acc:.4f}  rotated {acc_rot:.4f}  "
               f"per class rotated {report_models[name]['per_class_rotated_accuracy']}", flush=True)
+    return report_models
 
+
+def main() -> None:
+    t_start = time.perf_counter()
+    deterministic = _build.deterministic(SEED, numpy_seed=False)  # the data use their own numpy generators
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    DATA_DIR.mkdir(exist_ok=True)
+    (tr_x, tr_y), ev, ev_rot = _data(t_start)
+    models = _train(tr_x, tr_y, ev[0])
     report = {
         "dataset": "procedural primitive shapes (sample_models/build_pointcloud.py): "
         f"classes {list(SHAPE_CLASSES)}, {NUM_POINTS} surface points each, canonical "
@@ -343,7 +351,7 @@ def main() -> None:
         f"(evaluation uses all {NUM_POINTS})",
         "seed": SEED,
         **_build.environment(deterministic, numpy=True),
-        "models": report_models,
+        "models": _evaluate(models, ev, ev_rot),
     }
     _build.write_report(WEIGHTS_DIR / "pointcloud_report.json", report, t_start)
 

@@ -135,6 +135,21 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, m: torch.Tensor) -> dict:
     return metrics(confusion(model, x, m))
 
 
+def _evaluate(model, subset: dict, te_img: np.ndarray, te_y: np.ndarray) -> dict:
+    """The model's results on mnistseg200 (upright and turned by 90 and 180 degrees) and the whole test split."""
+    sub_x, sub_m = to_tensors(subset["images"], subset["masks"])
+    results = {"mnistseg200": evaluate(model, sub_x, sub_m)}
+    for k in (1, 2):  # exact 90 / 180 degree turns of image and mask alike
+        results[f"mnistseg200_rot{90 * k}"] = evaluate(
+            model, torch.rot90(sub_x, k, dims=(-2, -1)), torch.rot90(sub_m, k, dims=(-2, -1))
+        )
+    results[f"test{len(te_img)}"] = evaluate(model, *to_tensors(te_img, make_masks(te_img, te_y)))
+    for name, r in results.items():
+        print(f"{name:20s} pixel acc {r['pixel_accuracy']:.4f}  mean IoU {r['mean_iou']:.4f}  "
+              f"foreground acc {r['foreground_accuracy']:.4f}", flush=True)
+    return results
+
+
 def main() -> None:
     t_start = time.perf_counter()
     deterministic = _build.deterministic(SEED)
@@ -161,17 +176,7 @@ def main() -> None:
     model, t_train = train(train_x, train_m)
     _build.save_weights(model, WEIGHTS_DIR / "digitseg.safetensors")
 
-    # Evaluation --------------------------------------------------------------
-    sub_x, sub_m = to_tensors(subset["images"], subset["masks"])
-    results = {"mnistseg200": evaluate(model, sub_x, sub_m)}
-    for k in (1, 2):  # exact 90 / 180 degree turns of image and mask alike
-        results[f"mnistseg200_rot{90 * k}"] = evaluate(
-            model, torch.rot90(sub_x, k, dims=(-2, -1)), torch.rot90(sub_m, k, dims=(-2, -1))
-        )
-    results[f"test{len(te_img)}"] = evaluate(model, *to_tensors(te_img, make_masks(te_img, te_y)))
-    for name, r in results.items():
-        print(f"{name:20s} pixel acc {r['pixel_accuracy']:.4f}  mean IoU {r['mean_iou']:.4f}  "
-              f"foreground acc {r['foreground_accuracy']:.4f}", flush=True)
+    results = _evaluate(model, subset, te_img, te_y)
 
     digitseg = {
         "weights": "digitseg.safetensors",
