@@ -414,7 +414,7 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: Mapping[st
             os.replace(stream.spill_dir, tmp / SHARD)
         shutil.rmtree(stream.folder, ignore_errors=True)
         run_info.update(written_by="nero", files=sorted({*listing(tmp), rr.RUN_JSON}),
-                        results_sha256=rr.sha256_file(tmp / rr.RESULTS))
+                        results_sha256=rr.sha256_file(tmp / rr.RESULTS), summary_sha256=rr.sha256_file(tmp / rr.SUMMARY))
         rr.write_json(tmp / rr.RUN_JSON, run_info)
         commit(tmp, out, "run")
     except BaseException:

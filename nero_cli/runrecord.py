@@ -286,9 +286,43 @@ def open_run(run_dir: Path | str, what: str = "RUN_DIR") -> RunRecord:
     summary = read_json(run_dir / SUMMARY, run_dir)
     if not isinstance(summary.get("metrics"), dict) or not isinstance(summary.get("models"), list):
         raise OutputError(f"{run_dir / SUMMARY}: no 'metrics' table; written by an older nero? rerun 'nero evaluate'")
+    _check_sealed(run_dir / SUMMARY, info.get("summary_sha256"))
+    _check_agree(run_dir, info, record, summary)
     run = RunRecord(run_dir, info, summary)
     _validate(run)
     return run
+
+
+def _check_sealed(path: Path, want: Any) -> None:
+    """Refuse a file whose sha256 differs from the one run.json records (runs written before the
+    checksum was recorded carry none and are checked by :func:`_check_agree` alone)."""
+    if want is None:
+        return
+    try:
+        got = sha256_file(path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot read ({exc.strerror}); the run directory is damaged, rerun 'nero evaluate'") from None
+    if got != want:
+        raise OutputError(f"{path}: does not match the checksum in run.json (the file was changed or cut short); "
+                          "the run is damaged, rerun 'nero evaluate'")
+
+
+def _check_agree(run_dir: Path, info: dict[str, Any], record: dict[str, Any], summary: dict[str, Any]) -> None:
+    """Refuse a run whose run.json and summary.json disagree on the task, the models, the groups or
+    their sizes: an edited run.json would otherwise leave gate and report nothing to check."""
+    plots, metrics = record.get("plots"), summary["metrics"]
+    groups = list(plots) if isinstance(plots, dict) else None
+    models = [m.get("name") if isinstance(m, dict) else None for m in info.get("models") or []]
+    size = {g: p.get("n_elements") if isinstance(p, dict) else None for g, p in (plots or {}).items()}
+    agree = (bool(groups) and groups == list(info.get("groups") or {}) == list(summary.get("groups") or [])
+             and bool(models) and models == summary["models"] == list(metrics)
+             and record.get("task") == summary.get("task")
+             and all(isinstance(metrics[m], dict) and list(metrics[m]) == groups
+                     and all(isinstance(metrics[m][g], dict) and metrics[m][g].get("n_elements") == size[g]
+                             for g in groups) for m in models))
+    if not agree:
+        raise OutputError(f"{run_dir}: run.json and summary.json disagree on the task, models or groups (a file was "
+                          "edited or mixed from two runs); the run is damaged, rerun 'nero evaluate'")
 
 
 def _validate(run: RunRecord) -> None:
@@ -299,13 +333,7 @@ def _validate(run: RunRecord) -> None:
     if not want or not isinstance(run.info.get("n_rows"), int):
         raise OutputError(f"{run.path / RUN_JSON}: no checksum of results.csv; written by an older nero? "
                           "rerun 'nero evaluate'")
-    try:
-        got = sha256_file(path)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot read ({exc.strerror}); the run directory is damaged, rerun 'nero evaluate'") from None
-    if got != want:
-        raise OutputError(f"{path}: does not match the checksum in run.json (the file was changed or cut short); "
-                          "the run is damaged, rerun 'nero evaluate'")
+    _check_sealed(path, want)
     with open(path, newline="", encoding="utf-8") as fh:
         columns = next(csv.reader(fh), [])
     expected = [*KEYS, *run.param_columns, *(c.name for c in run.task.columns)]

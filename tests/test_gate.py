@@ -60,12 +60,13 @@ def copy_run(src: Path, dst: Path) -> Path:
 
 
 def reseal(run: Path) -> None:
-    """Record an edited results.csv's checksum and row count in run.json, as nero would have written them;
+    """Record an edited results.csv's (and summary.json's) checksum and row count in run.json, as nero would have written them;
     its vectors (no longer its rows) are dropped, as from a run written without them."""
     from nero_cli.model_formats import sha256_file
 
     info = json.loads((run / "run.json").read_text())
-    info.update(results_sha256=sha256_file(run / "results.csv"), n_rows=len(pd.read_csv(run / "results.csv")))
+    info.update(results_sha256=sha256_file(run / "results.csv"), n_rows=len(pd.read_csv(run / "results.csv")),
+                summary_sha256=sha256_file(run / "summary.json"))
     shutil.rmtree(run / "vectors", ignore_errors=True)
     info.pop("vectors", None)
     (run / "run.json").write_text(json.dumps(info))
@@ -321,11 +322,14 @@ def test_independent_resampling_and_single_model_pairing(runs, tmp_path):
     t = pd.read_csv(other / "results.csv")
     t = t[t["sample"] != t["sample"].min()].assign(model="aug")  # other samples, other name
     t.to_csv(other / "results.csv", index=False)
-    reseal(other)
     s = summary(other)
     s["models"] = ["aug"]
     s["metrics"] = {"aug": s["metrics"]["m"]}
     (other / "summary.json").write_text(json.dumps(s))
+    info = json.loads((other / "run.json").read_text())
+    info["models"] = [{**info["models"][0], "name": "aug"}]
+    (other / "run.json").write_text(json.dumps(info))
+    reseal(other)
     r = gate(other, "--baseline", runs["augmented"], "--regression-metrics", "orbit-accuracy", "--json",
              "--max-regression", "0.1")
     data = json.loads(r.stdout)

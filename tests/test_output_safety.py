@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,41 @@ def test_damaged_runs_are_refused_by_gate_and_report(tmp_path):
         assert r.exit_code == 5 and "checksum" in r.stderr, (cmd, r.stderr)
     (out / "results.csv").write_text(text)
     assert runner.invoke(app, ["gate", str(out), "--max-equivariance-error", "1"]).exit_code == 0
+
+
+def _edited(src: Path, dst: Path, name: str, edit) -> Path:
+    shutil.copytree(src, dst)
+    info = json.loads((dst / name).read_text())
+    edit(info)
+    (dst / name).write_text(json.dumps(info))
+    return dst
+
+
+def test_edited_summary_or_run_record_is_refused(tmp_path):
+    """A number changed in summary.json (the gate reads its statistics there), or a run.json whose
+    record no longer names the groups, is refused with exit 5, not checked as if nothing happened."""
+    out = tmp_path / "run"
+    assert evaluate(out).exit_code == 0
+    model, group = json.loads((out / "summary.json").read_text())["models"][0], "rotation"
+
+    def lower(s):
+        s["metrics"][model][group]["equivariance_error"] = 0.0
+
+    def empty(info):
+        info["record"]["plots"] = {}
+
+    def unsealed(info):  # as a nero that recorded no checksum of summary.json
+        info.pop("summary_sha256")
+        info["record"]["plots"] = {}
+
+    cases = {"checksum": _edited(out, tmp_path / "a", "summary.json", lower),
+             "disagree": _edited(out, tmp_path / "b", "run.json", empty)}
+    cases["disagree "] = _edited(out, tmp_path / "c", "run.json", unsealed)
+    for why, run in cases.items():
+        for cmd in (["gate", str(run), "--max-equivariance-error", "1"], ["report", str(run), "--out", str(run) + "r"],
+                    ["plot", str(run), "--out", str(run) + "p"]):
+            r = runner.invoke(app, cmd)
+            assert r.exit_code == 5 and why.strip() in r.stderr and "internal error" not in r.stderr, (cmd, r.stderr)
 
 
 def test_a_held_lock_makes_a_second_writer_exit_5_naming_the_holder(tmp_path):
