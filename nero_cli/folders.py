@@ -34,7 +34,9 @@ WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir())
+    """The image files in ``folder``, sorted; hidden ones (``.x``, macOS's ``._x``) skipped, as in ``.tar`` shards."""
+    return sorted(f for f in folder.iterdir()
+                  if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and not f.is_dir())
 
 
 def _folder_files(root: Path) -> tuple[list[tuple[Path, int]], list[str] | None]:
@@ -80,21 +82,23 @@ def decode(f: Path | BinaryIO, mode: str, name: str | None = None) -> np.ndarray
     try:
         with Image.open(f) as im:
             im.load()
-            a = _deep_gray(im, name or f) if mode == "L" and im.mode in DEEP_GRAY else np.asarray(im.convert(mode))
+            a = _deep_gray(im, name or f, mode) if im.mode in DEEP_GRAY else np.asarray(im.convert(mode))
     except unreadable_errors() as exc:
         raise _unreadable(name or f, exc) from None
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
 
 
-def _deep_gray(im: PIL.Image.Image, name: Any) -> np.ndarray:
-    """A 16-bit grey image (``I;16*``, or ``I`` holding 0..65535) as uint8, ``round(v / 257)``: Pillow's
-    own conversion to ``L`` clips at 255, which turned every non-zero pixel white. A 32-bit image
+def _deep_gray(im: PIL.Image.Image, name: Any, mode: str = "L") -> np.ndarray:
+    """A 16-bit grey image (``I;16*``, or ``I`` holding 0..65535) as uint8 grey, ``round(v / 257)``,
+    then in ``mode`` as an 8-bit grey image would be: Pillow's own conversion of it (to ``L``,
+    ``RGB`` or ``RGBA``) clips at 255, which turned every non-zero pixel white. A 32-bit image
     with larger values, or a float one, has no known range: refused in one line."""
     a = np.asarray(im).astype(np.int64)
     if im.mode == "F" or a.min(initial=0) < 0 or a.max(initial=0) > 65535:
         raise DataError(f"{name}: a {im.mode} image with values from {a.min()} to {a.max()}; nero reads 8- and "
                         "16-bit images: convert it to one of them")
-    return np.rint(a / 257.0).astype(np.uint8)
+    gray = np.rint(a / 257.0).astype(np.uint8)
+    return gray if mode == "L" else np.asarray(Image.fromarray(gray).convert(mode))
 
 
 class FolderRows:

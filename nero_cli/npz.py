@@ -22,6 +22,7 @@ import math
 import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,10 @@ class NpzArchive:
         It identifies the arrays exactly (the stored bytes decode to one content) and does not
         depend on which rows are read, on zip timestamps or on member order. Re-compressing the
         same arrays differently changes it (a cache miss, never a wrong hit).
+
+        The same pass checks the CRC-32 of every member stored uncompressed (its stored bytes are
+        its content): a member read by offset (:meth:`stored`) is never read through ``zipfile``,
+        which checks it only at a member's end, so a damaged byte would otherwise go unnoticed.
         """
         h = hashlib.sha256()
         infos = sorted([m.info for m in self.members.values()] + self.others, key=lambda i: i.filename)
@@ -126,8 +131,17 @@ class NpzArchive:
             with open(self.path, "rb") as f:
                 for info in infos:
                     h.update(f"{info.filename}\0{info.compress_type}\0{info.compress_size}\0".encode())
+                    plain = info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1
+                    crc = 0
                     for block in _stored_bytes(f, info):
                         h.update(block)
+                        if plain:
+                            crc = zlib.crc32(block, crc)
+                    if plain and crc != info.CRC:
+                        raise DataError(f"{self.path}: not a readable .npz file (BadZipFile: Bad CRC-32 for file "
+                                        f"'{info.filename}'; the archive is damaged: write or copy it again)")
+        except DataError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a damaged or truncated archive
             raise damaged(self.path, exc) from None
         return h.hexdigest()
