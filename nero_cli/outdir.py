@@ -11,12 +11,17 @@ The guarantees, in the order a command meets them:
 2. **One writer per target.** An advisory lock (``fcntl.flock``) on ``.NAME.lock`` beside the
    target is held for the whole command; a second command on the same target exits 5 naming
    the process that holds it. The kernel drops the lock when its process dies, so a crashed
-   run never blocks the next one.
+   run never blocks the next one. The lock file says ``nero lock``: a file of that name with
+   anything else in it is not nero's, and is neither written nor deleted.
 3. **Atomic replacement.** The folder is built in ``.NAME.partial`` beside the target and
    swapped in with one ``renameat2(RENAME_EXCHANGE)``, so the target is at every instant
    either the old complete folder or the new one; the old one is then deleted. Where the
    file system cannot exchange, the old folder is renamed aside to ``.NAME.old`` first, and a
-   crash between the two renames is repaired by the next command on that target.
+   crash between the two renames is repaired by the next command on that target. The target
+   is checked again just before the swap: a file of the user's that appeared in it while the
+   command ran stops the swap (exit 5; the new folder is kept in ``.NAME.new``), and the old
+   folder is deleted file by file from its manifest, so nothing it did not list is removed.
+   ``--out`` may not be a symbolic link: renaming would replace the link, not its folder.
 """
 
 from __future__ import annotations
@@ -49,11 +54,18 @@ IO_ERRORS = {errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EACCES, errno.EDQUO
 _RENAME_EXCHANGE = 2
 #: Test hook of the fault-injection suite: pause (seconds) inside the swap, so a kill can land there.
 PAUSE_ENV = "NERO_TEST_SWAP_PAUSE"
+#: The target of the command's last :func:`claim`: named by an I/O error that carries no path.
+_claimed: list[Path] = []
+LOCK_MARK = "nero lock"
+
+
+class NotReplaced(OutputError):
+    """The target gained files nero did not write while the command ran: the finished folder is kept aside."""
 
 
 def io_error(exc: OSError, path: Path | str | None = None, what: str = "write") -> OutputError:
     """One line naming the path and the cause of an I/O failure."""
-    where = exc.filename or path or "?"
+    where = exc.filename or path or (f"--out {_claimed[-1]}" if _claimed else "?")
     hint = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "the disk quota is full",
             errno.EROFS: "the file system is read-only; choose another --out"}.get(exc.errno or 0,
                                                                                     "choose another --out")
@@ -119,21 +131,44 @@ class Lock:
 
     def __enter__(self) -> "Lock":
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
+            if fd < 0:  # unlinked by its holder between our two calls: try again
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                text = os.pread(fd, 64, 0).decode(errors="replace").split()
                 os.close(fd)
-                raise OutputError(f"--out {self.out}: another nero process (pid {holder}) is writing it; wait for "
-                                  "it to finish or choose another --out") from None
+                raise OutputError(f"--out {self.out}: another nero process (pid {text[-1] if text else 'unknown'}) is "
+                                  "writing it; wait for it to finish or choose another --out") from None
             if self._same_file(fd):  # not unlinked by the previous holder between open and flock
                 break
             os.close(fd)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{LOCK_MARK} pid {os.getpid()}\n".encode(), 0)
         self.fd = fd
         return self
+
+    def _open(self) -> int:
+        """A descriptor of the lock file: a new one, or nero's own left by another process (-1 if it
+        vanished meanwhile); a file of that name that is not nero's is refused, untouched."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return -1
+        except OSError:  # a link, a folder, a file we may not write
+            fd = None
+        text = os.pread(fd, 64, 0).decode(errors="replace") if fd is not None else ""
+        if text.startswith(LOCK_MARK) or text.rstrip("\n").isdigit():  # the digits: nero before the mark
+            return fd  # type: ignore[return-value]
+        if fd is not None:
+            os.close(fd)
+        raise OutputError(f"--out {self.out}: {self.path} exists and is not nero's lock file; nero neither writes "
+                          "nor deletes it; move it away or choose another --out")
 
     def _same_file(self, fd: int) -> bool:
         try:
@@ -143,7 +178,8 @@ class Lock:
 
     def __exit__(self, *exc: Any) -> None:
         if self.fd >= 0:
-            Path(self.path).unlink(missing_ok=True)  # while still holding it: the next holder re-checks the inode
+            if self._same_file(self.fd):  # while still holding it: the next holder re-checks the inode
+                Path(self.path).unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = -1
 
@@ -187,15 +223,35 @@ def commit(partial: Path, out: Path, kind: str) -> None:
     if not out.exists():
         partial.rename(out)
         return
+    late = foreign_files(out, kind)
+    if late:  # kept aside under a fixed name (a report's partial folder has a random one)
+        kept = _sibling(out, "new")
+        discard(kept, kind)
+        partial.rename(kept)
+        raise NotReplaced(f"--out {out}: {', '.join(late[:3])} appeared in it while nero ran; nero never replaces a "
+                          f"folder holding files it did not write; the new {kind} is in {kept}")
     if _exchange(partial, out):
         _pause()
-        shutil.rmtree(partial)  # now the old folder
+        _remove_own(partial, kind)  # now the old folder
         return
     old = _sibling(out, "old")
     out.rename(old)
     _pause()
     partial.rename(out)
-    shutil.rmtree(old)
+    _remove_own(old, kind)
+
+
+def _remove_own(folder: Path, kind: str) -> None:
+    """Delete a replaced folder of nero's: whole when it holds only what its manifest lists, else
+    those files and the folders they leave empty (a file of the user's may have come since the check)."""
+    if not foreign_files(folder, kind):
+        shutil.rmtree(folder)
+        return
+    for name in (manifest(folder, kind) or {}).get("files", []):
+        (folder / name).unlink(missing_ok=True)
+    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(d.iterdir()):
+            d.rmdir()
 
 
 def discard(partial: Path, kind: str, keep: Sequence[str] = ()) -> None:
@@ -236,6 +292,9 @@ def building(out: Path, kind: str) -> Iterator[Path]:
 def claim(out: Path, kind: str, overwrite: bool, protect: Sequence[Path | str] = ()) -> Iterator[None]:
     """Hold ``out`` for one command: its parent made, the lock taken, a cut-short swap repaired,
     and the target checked (:func:`check_target`); I/O failures become one OutputError line."""
+    if out.is_symlink():
+        raise OutputError(f"--out {out}: is a symbolic link; nero replaces its folder by renaming, which would replace "
+                          f"the link; give the folder itself (--out {out.resolve()}) or a new one")
     blocked = next((a for a in [out.parent, *out.parent.parents] if a.exists() and not a.is_dir()), None)
     if blocked is not None:
         raise OutputError(f"--out {out}: {blocked} is a file, not a directory; choose another --out")
@@ -249,6 +308,7 @@ def claim(out: Path, kind: str, overwrite: bool, protect: Sequence[Path | str] =
         lock = Lock(out).__enter__()
     except OSError as exc:
         raise io_error(exc, out.parent, "lock the output in") from None
+    _claimed[:] = [out]
     try:
         repair(out, kind)
         check_target(out, kind, overwrite, protect)
@@ -257,5 +317,5 @@ def claim(out: Path, kind: str, overwrite: bool, protect: Sequence[Path | str] =
         lock.__exit__()
 
 
-__all__ = ["MANIFESTS", "check_target", "claim", "building", "Lock", "commit", "discard", "repair", "manifest", "listing",
+__all__ = ["MANIFESTS", "NotReplaced", "check_target", "claim", "building", "Lock", "commit", "discard", "repair", "manifest", "listing",
            "foreign_files", "io_error", "IO_ERRORS"]

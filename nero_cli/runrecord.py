@@ -25,6 +25,7 @@ from . import csv_rows
 from .core import element_weights
 from .errors import NeroError, OptionError, OutputError
 from .model_formats import sha256_file
+from .outdir import IO_ERRORS, io_error
 from .tasks import TaskRecord, get_task
 from .vectors import Vectors, open_vectors
 
@@ -61,8 +62,10 @@ def write_atomic(path: Path | str, text: str, what: str = "file") -> None:
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in IO_ERRORS:  # a full disk's error names no file
+            raise io_error(exc, path) from None
         raise
 
 

@@ -184,3 +184,78 @@ def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path):
     subprocess.run([sys.executable, "-c", code], timeout=60)
     assert (tmp_path / ".run.lock").exists()  # the file stays, the kernel dropped the lock
     assert evaluate(out).exit_code == 0
+
+
+# -- files of the user's beside or inside --out ------------------------------------------------
+
+
+def test_a_user_file_named_like_the_lock_is_neither_written_nor_deleted(tmp_path):
+    mine = tmp_path / ".run.lock"
+    mine.write_text("precious\n")
+    r = evaluate(tmp_path / "run")
+    assert r.exit_code == 5 and "not nero's lock file" in r.stderr and "internal error" not in r.stderr
+    assert mine.read_text() == "precious\n" and not (tmp_path / "run").exists()
+    mine.unlink()
+    (tmp_path / ".run.lock").write_text("4242\n")  # a lock left by a nero before the mark: still nero's
+    assert evaluate(tmp_path / "run").exit_code == 0 and not (tmp_path / ".run.lock").exists()
+
+
+def test_a_symbolic_link_as_out_is_refused_and_left_as_it_is(tmp_path):
+    real = tmp_path / "real"
+    assert evaluate(real).exit_code == 0
+    before = {f: (real / f).read_bytes() for f in outdir.listing(real)}
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    r = evaluate(link, "--overwrite")
+    assert r.exit_code == 5 and "symbolic link" in r.stderr and "internal error" not in r.stderr
+    assert link.is_symlink() and {f: (real / f).read_bytes() for f in outdir.listing(real)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_a_file_added_to_out_while_the_run_runs_stops_the_swap(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert evaluate(out).exit_code == 0
+    old = {f: (out / f).read_bytes() for f in outdir.listing(out)}
+    write_json = rr.write_json
+
+    def late(path, obj):  # the user saves notes into the old run just before nero swaps the new one in
+        if path.name == "run.json" and obj.get("written_by") == "nero":
+            (out / "notes.txt").write_text("mine")
+        write_json(path, obj)
+
+    monkeypatch.setattr(rr, "write_json", late)
+    r = evaluate(out, "--overwrite")
+    assert r.exit_code == 5 and "notes.txt appeared" in r.stderr and ".run.new" in r.stderr, r.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    assert {f: (out / f).read_bytes() for f in outdir.listing(out) if f != "notes.txt"} == old
+    kept = tmp_path / ".run.new"
+    assert outdir.manifest(kept, "run") is not None and not outdir.foreign_files(kept, "run")
+
+
+def test_a_replaced_folder_loses_only_the_files_its_manifest_lists(tmp_path):
+    old = tmp_path / "old"
+    (old / "plots").mkdir(parents=True)
+    (old / "plots" / "a.png").write_text("x")
+    (old / "results.csv").write_text("x")
+    (old / "run.json").write_text(json.dumps({"written_by": "nero", "files": ["plots/a.png", "results.csv", "run.json"]}))
+    outdir._remove_own(old, "run")
+    assert not old.exists()
+    (old / "plots").mkdir(parents=True)
+    (old / "plots" / "a.png").write_text("x")
+    (old / "notes.txt").write_text("mine")  # came after the check
+    (old / "run.json").write_text(json.dumps({"written_by": "nero", "files": ["plots/a.png", "run.json"]}))
+    outdir._remove_own(old, "run")
+    assert outdir.listing(old) == ["notes.txt"] and (old / "notes.txt").read_text() == "mine"
+
+
+def test_a_full_disk_names_the_file_or_the_output(tmp_path, monkeypatch):
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a close() reports it: no file name
+
+    monkeypatch.setattr(rr.os, "fsync", full)
+    with pytest.raises(outdir.OutputError, match=r"x\.json: cannot write \(No space left on device\)"):
+        rr.write_atomic(tmp_path / "x.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+    with outdir.claim(tmp_path / "run", "run", overwrite=False):
+        pass
+    assert str(outdir.io_error(OSError(errno.ENOSPC, "No space left on device"))).startswith(f"--out {tmp_path / 'run'}:")
