@@ -230,8 +230,9 @@ def _run_evaluate(o: dict[str, Any]) -> None:
 def merge(
     run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="The run directories of --shard 0/n ... n-1/n."),
     out: Path = typer.Option(Path("nero-run"), "--out", "-o", help="Run directory to write."),
-    plot_samples: str = typer.Option("worst:1,spread:2", "--plot-samples", help="Individual plots, as for evaluate."),
-    no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only."),
+    plot_samples: Optional[str] = typer.Option(None, "--plot-samples", help="Individual plots, as for evaluate (default: the shards' --plot-samples)."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write tables only (the data is then never read)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Where the shards' data is now, for the plots' thumbnails (default: where run.json records it; checked against its sha256)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
 ) -> None:
@@ -242,7 +243,7 @@ def merge(
         from .run import merge_runs
 
         result = merge_runs(run_dirs, out, overwrite=overwrite, plots=not no_plots, plot_samples=plot_samples,
-                            command=["nero", *sys.argv[1:]])
+                            command=["nero", *sys.argv[1:]], data=data)
         if not quiet:
             print_summary(result)
 

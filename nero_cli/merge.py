@@ -1,11 +1,14 @@
 """Rebuilding one sweep from its shards' run records (``nero merge``), without loading any model.
 
 The rows themselves are each shard's spill (``SHARD/shard/``, see :mod:`nero_cli.spill`),
-replayed shard by shard into the merged run's stream by :func:`nero_cli.run.merge_runs`.
+replayed shard by shard into the merged run's stream by :func:`nero_cli.run.merge_runs`. The
+data is not read to merge: only the plots' thumbnails need it, and :func:`recorded_data` then
+finds it where run.json records it and checks that it is the data the run saw (its sha256).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,9 +16,12 @@ from orbits import parse_spec
 
 from .core import Evaluation, param_columns, plan_orbits
 from .data import load_recorded
+from .dataset import Dataset
+from .errors import DataError, first_line
 from .models import LoadedModel, ModelMeta
 from .prepare import Prepared
 from .runner import ModelRunner, resolve_device
+from .tar_shards import is_shards
 from .tasks import get_task
 
 
@@ -27,19 +33,73 @@ def _recorded_models(info: dict[str, Any]) -> list[ModelRunner]:
 
 
 def merged_run(infos: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[Prepared, Evaluation]:
-    """The prepared state and evaluation (without rows) of the whole sweep, from its shards' records."""
+    """The prepared state and evaluation (without rows) of the whole sweep, from its shards' records.
+    Its ``dataset`` is None: nothing but the plots' thumbnails reads the data (:func:`recorded_data`)."""
     info = infos[0][1]
     record, options = info["record"], info["options"]
     task = get_task(record["task"])
-    shape = (info.get("data") or {}).get("input_shape")
-    channels = shape[0] if shape and task.input_kind != "points" else None
-    dataset = load_recorded(task, options, info.get("data") or {}, channels, record["class_names"])
-    size = dataset.size if task.input_kind != "points" else None
+    size = (info.get("data") or {}).get("image_size")
+    size = tuple(size) if size and task.input_kind != "points" else None
     specs = [parse_spec(p["spec"], image_size=size) for p in record["plots"].values()]
     plans = plan_orbits(specs)
     runners = _recorded_models(info)
-    p = Prepared(runners, task, dataset, specs, record["class_names"], options["plot_metric"], resolve_device("cpu"),
-                 options["normalize"], can_run=False)
+    p = Prepared(runners, task, None, specs, record["class_names"], options["plot_metric"],  # type: ignore[arg-type]
+                 resolve_device("cpu"), options["normalize"], can_run=False)
     ev = Evaluation(table=None, plans=plans, reference=record["reference"], param_columns=param_columns(plans),
                     task=task.name)
     return p, ev
+
+
+def data_path(source: str) -> dict[str, str]:
+    """run.json's ``data.path``: the absolute path of ``--data`` as the run resolved it (none for
+    ``sample:NAME`` and in-memory data), so that merge and plot find it from any folder."""
+    if not source or source.startswith(("sample:", "<")):
+        return {}
+    return {"path": os.path.abspath(source)}
+
+
+class DataNotFound(DataError):
+    """The recorded data is nowhere it was looked for; ``found``: what was found where."""
+
+    def __init__(self, message: str, found: str) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+def _present(spec: str) -> bool:
+    return spec.startswith("sample:") or is_shards(spec) or Path(spec).exists()
+
+
+def recorded_data(infos: Sequence[dict[str, Any]], given: str | Path | None, hint: str) -> Dataset:
+    """The samples of a recorded run (``infos``: its run.json, or its shards'), read again as run.json
+    records them and checked to be the same data (its ``sha256``). Looked for at ``given`` (``--data``)
+    alone, else at the absolute path run.json records (``data.path``), then at ``--data`` as it was
+    given (relative to the working directory). None there holding the recorded data is a DataError
+    (:class:`DataNotFound`, exit 4) in one line, saying what was found where and ending with ``hint``
+    (what to do)."""
+    info = infos[0]
+    record, options, data_info = info["record"], info.get("options") or {}, info.get("data") or {}
+    task = get_task(record["task"])
+    source = str(data_info.get("source") or options.get("data") or "")
+    want = data_info.get("sha256")
+    paths = [str((i.get("data") or {}).get("path") or "") for i in infos]
+    candidates = [str(given)] if given is not None else list(dict.fromkeys(c for c in [*paths, source] if c))
+    shape = data_info.get("input_shape")
+    channels = shape[0] if shape and task.input_kind != "points" else None
+    found = []
+    for spec in candidates:
+        if not _present(spec):
+            found.append(f"{spec}: not found")
+            continue
+        try:
+            data = load_recorded(task, {**options, "data": spec}, data_info, channels, record.get("class_names"))
+        except DataError as exc:
+            found.append(first_line(exc))
+            continue
+        if want and data.sha256 != want:
+            found.append(f"{spec}: other data (sha256 {data.sha256[:12]}...)")
+            continue
+        return data
+    found_text = "; ".join(found) or "no path recorded"
+    raise DataNotFound(f"the thumbnails need the run's data {source}" + (f" (sha256 {want[:12]}...)" if want else "")
+                       + f", found nowhere ({found_text}); {hint}", found_text)

@@ -25,6 +25,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
         samples: Optional[str] = typer.Option(None, "--samples", help="Individual plots: a comma list of worst:K, best:K, spread:K and sample ids, or none (default: the run's --plot-samples)."),
         own_scale: bool = typer.Option(False, "--own-scale", help="Heatmaps and mosaics: each model's panel gets its own colour range, so differences between its cells show."),
         no_thumbnails: bool = typer.Option(False, "--no-thumbnails", help="Do not load the data: individual plots without the input beside them."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Where the run's data is now, for the thumbnails (default: where run.json records it); refused unless its sha256 is the recorded one."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder an earlier 'nero plot' wrote."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No closing line."),
     ) -> None:
@@ -40,7 +41,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
             err = Console(stderr=True)
             folder, files = replot_run(
                 run_dir, out, metrics=[p.strip() for m in metric or [] for p in m.split(",") if p.strip()] or None,
-                samples=samples, overwrite=overwrite, own_scale=own_scale, thumbnails=not no_thumbnails,
+                samples=samples, overwrite=overwrite, own_scale=own_scale, thumbnails=not no_thumbnails, data=data,
                 warn=lambda text: err.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False,
                                             soft_wrap=True))
             if not quiet:

@@ -30,9 +30,9 @@ from .advice import advice
 from .cache import Cache, make_key
 from .core import Evaluation, element_weights, evaluate, sweep_layout
 from .errors import NeroError, OptionError, OutputError
-from .merge import merged_run
+from .merge import data_path, merged_run, recorded_data
 from .outdir import check_target, claim, commit, discard, listing
-from .plot_samples import parse_plot_samples
+from .plot_samples import DEFAULT as DEFAULT_PLOT_SAMPLES, parse_plot_samples
 from .prepare import Prepared, estimate_seconds, parse_normalize, prepare, resolve_batch_size
 from .resampling import coverage_warnings
 from .runner import LONG_RUN_SECONDS
@@ -124,9 +124,13 @@ def compute(p: Prepared, *, reference: str = "auto", batch_size: int | str = 256
     if stream is not None and stream.spill_only:
         return ev, {}, {}
     agg, summary = tabulate(p, ev, stream.finish() if stream is not None else None)
-    p.warnings += coverage_warnings(summary)
-    p.warnings += advice(summary, p.task, n_classes=len(p.class_names) if p.class_names else None)
+    p.warnings += summary_warnings(p, summary)
     return ev, agg, summary
+
+
+def summary_warnings(p: Prepared, summary: dict[str, Any]) -> list[str]:
+    """The warnings drawn from a sweep's summary: content leaving the frame, unconfident models."""
+    return coverage_warnings(summary) + advice(summary, p.task, n_classes=len(p.class_names) if p.class_names else None)
 
 
 def tabulate(p: Prepared, ev: Evaluation, totals: Totals | None = None) -> tuple[Aggregate, dict[str, Any]]:
@@ -342,6 +346,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     stream = (RunStream(stage.tmp / STREAM, p.class_names, write_spill=spill) if stage is not None else
               RunStream(Path(tempfile.mkdtemp(prefix="nero-rank-")), spill_only=True))  # torchrun's other ranks
     gather = (lambda: _exchange(stream, o.ranks)) if o.ranks else None
+    before = len(p.warnings)
     try:
         ev, agg, summary = _staged(stage, lambda: compute(
             p, reference=o.reference, batch_size=batch_size, seed=o.seed, score_threshold=o.score_threshold,
@@ -350,6 +355,7 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
     finally:
         if not lead:
             shutil.rmtree(stream.folder, ignore_errors=True)
+    from_summary = [before, len(p.warnings)]  # a shard's, drawn from its own summary: merge draws them again
     if store is not None and store.warning:
         p.warnings.append(store.warning)
     if not lead:  # torchrun: rank 0 writes the run
@@ -365,7 +371,8 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
         extra["configuration"] = o.configuration
     plots = o.plots
     if o.part:
-        extra["shard"] = {"index": o.part[0], "count": o.part[1], "sweep": make_key(key_parts)}
+        extra["shard"] = {"index": o.part[0], "count": o.part[1], "sweep": make_key(key_parts),
+                          "summary_warnings": from_summary}
         plots = False  # 'nero merge' draws the plots of the whole run
     return write_run(stage.tmp, o.out, p, ev, agg, summary, extra, command=o.command,  # type: ignore[union-attr]
                      plots=plots, wanted=wanted, started=o.started, stream=stream, keep_spill=bool(o.part),
@@ -374,10 +381,12 @@ def _evaluate(o: SimpleNamespace, lead: bool) -> RunResult:
 
 def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: Mapping[str, np.ndarray], summary: dict[str, Any],
               extra: dict[str, Any], *, command: Sequence[str] | None, plots: bool, wanted: Any,
-              started: Any, stream: RunStream, keep_spill: bool = False, parquet: bool = False) -> RunResult:
+              started: Any, stream: RunStream, keep_spill: bool = False, parquet: bool = False,
+              data: dict[str, Any] | None = None) -> RunResult:
     """Write tables, plots and ``run.json`` into ``tmp`` and rename it to ``out`` (``stream``: the
     run's finished stream, in ``tmp``; ``keep_spill``: a shard keeps its rows' spill for ``nero merge``;
-    ``parquet``: results.parquet too)."""
+    ``parquet``: results.parquet too; ``data``: run.json's ``data`` as recorded, for ``nero merge``,
+    its ``n_samples`` the stream's)."""
     dataset, totals = p.dataset, stream.totals
     record = rr.make_record(p.task, ev.reference, ev.param_columns, ev.plans, p.class_names)
     try:
@@ -396,10 +405,11 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: Mapping[st
             "groups": {pl.label: pl.spec.canonical for pl in ev.plans},
             "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256,
                         "random_init": m.name in p.random_init} for m in p.models],
-            "data": {"source": dataset.source, "sha256": dataset.sha256, "n_samples": totals.n_samples,
-                     **p.data_record,
-                     "image_size": list(dataset.size) if p.task.input_kind != "points" else None,
-                     "input_shape": list(dataset.inputs.shape[1:])},
+            "data": ({**data, "n_samples": totals.n_samples} if data is not None else
+                     {"source": dataset.source, "sha256": dataset.sha256, **data_path(dataset.source),
+                      "n_samples": totals.n_samples, **p.data_record,
+                      "image_size": list(dataset.size) if p.task.input_kind != "points" else None,
+                      "input_shape": list(dataset.inputs.shape[1:])}),
             "n_rows": totals.n_rows,
             **({"vectors": vectors} if vectors else {}),
             "warnings": p.warnings, **extra,
@@ -443,10 +453,7 @@ def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
         raise OptionError("no RUN_DIR given; pass the run directories of every --shard i/n")
     infos = []
     for d in map(Path, run_dirs):
-        info = rr.read_status(d)
-        if info.get("status") != "complete":
-            raise OutputError(f"{d}: not a complete run (run.json status {info.get('status', 'missing')!r}); "
-                              "finish that shard first")
+        info = rr.complete_info(d)  # as gate, report and plot: a missing RUN_DIR exits 2, an unfinished one 5
         if info.get("shard") and (d / "shard.npz").is_file():
             raise OutputError(f"{d}: a shard written by an older nero (shard.npz); rerun that shard, then merge")
         if not info.get("shard") or not SpillReader.exists(d / SHARD):
@@ -456,6 +463,10 @@ def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
     if len({i["shard"]["sweep"] for _, i in infos}) > 1:
         raise OutputError("the shards come from different sweeps (models, data, groups or options differ); "
                           "merge the shards of one command")
+    if len({i["shard"]["count"] for _, i in infos}) > 1:
+        given = ", ".join(f"{d} is {i['shard']['index']}/{i['shard']['count']}" for d, i in infos)
+        raise OutputError(f"the shards come from different splits (i/n with different n: {given}); "
+                          "merge the shards 0/n .. n-1/n of one --shard split")
     got = sorted(i["shard"]["index"] for _, i in infos)
     if got != list(range(n)):
         missing = sorted(set(range(n)) - set(got))
@@ -463,20 +474,40 @@ def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return sorted(infos, key=lambda t: t[1]["shard"]["index"])
 
 
+def _merged_warnings(p: Prepared, infos: Sequence[tuple[Path, dict[str, Any]]], summary: dict[str, Any]) -> list[str]:
+    """The warnings one process would have recorded: the shards' (in order, once each), those each
+    shard drew from its own summary drawn again from the whole run's."""
+    before: list[str] = []
+    after: list[str] = []
+    for _, info in infos:
+        found = list(info.get("warnings") or [])
+        start, stop = info["shard"].get("summary_warnings") or (len(found), len(found))
+        before += found[:start]
+        after += found[stop:]
+    return list(dict.fromkeys([*before, *summary_warnings(p, summary), *after]))
+
+
 def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, plots: bool = True,
-               plot_samples: str = "worst:1,spread:2", command: Sequence[str] | None = None) -> RunResult:
+               plot_samples: str | None = None, command: Sequence[str] | None = None,
+               data: str | Path | None = None) -> RunResult:
     """Merge the run directories of ``--shard 0/n`` ... ``--shard n-1/n`` into one complete run,
     identical to the run a single process would have written. The shards' run records say
-    everything needed: no model is loaded."""
+    everything needed: no model is loaded, and the data only for the plots' thumbnails (found
+    where run.json records it, or at ``data``, and checked against its recorded sha256).
+    ``plot_samples`` defaults to the shards' ``--plot-samples``."""
     started = _dt.datetime.now(_dt.timezone.utc)
     out = Path(out)
-    wanted = parse_plot_samples(plot_samples)
     infos = _shard_infos(run_dirs)
+    o = infos[0][1]["options"]
+    if plot_samples is None:
+        plot_samples = o.get("plot_samples") or DEFAULT_PLOT_SAMPLES
+    wanted = parse_plot_samples(plot_samples)
+    dataset = (recorded_data([i for _, i in infos], data, "pass --data PATH where that data is now, or --no-plots")
+               if plots and wanted else None)
     with claim(out, "run", overwrite, protect=[d for d, _ in infos]):
         p, ev = merged_run(infos)
+        p.dataset = dataset  # type: ignore[assignment]
         p.random_init = [m["name"] for m in infos[0][1]["models"] if m.get("random_init")]
-        p.data_record = {k: v for k, v in infos[0][1]["data"].items()
-                         if k in ("selection", "class_map", "class_map_from")}
         tmp = rr.partial_dir(out)
         discard(tmp, "run")
         tmp.mkdir(parents=True)
@@ -489,11 +520,11 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        o = infos[0][1]["options"]
-        extra = {"options": {**o, "shard": None}, "merged_from": [str(d) for d, _ in infos], "cache": None,
+        p.warnings = _merged_warnings(p, infos, summary)
+        extra = {"options": {**o, "shard": None, "plot_samples": plot_samples}, "merged_from": [str(d) for d, _ in infos], "cache": None,
                  "resumed_chunks": 0, "processes": len(infos)}
         return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
-                         started=started, stream=stream, parquet=bool(o.get("parquet")))
+                         started=started, stream=stream, parquet=bool(o.get("parquet")), data=infos[0][1]["data"])
 
 
 __all__ = ["evaluate_run", "merge_runs", "RunResult", "parse_plot_samples", "parse_normalize", "check_out_dir",

@@ -19,6 +19,7 @@ import torch
 from orbits import parse_spec
 
 from .errors import OptionError, OutputError
+from .merge import DataNotFound, recorded_data
 from .outdir import building, claim, listing
 from .plot_files import aggregate_stem, error_maps_stem, group_slugs, sample_stem
 from .plot_rows import run_table
@@ -141,26 +142,27 @@ def _metrics(run: RunRecord, metrics: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def _thumbnail_data(run: RunRecord, ids: Sequence[int], warn: Callable[[str], None]) -> Any:
-    """The run's data, for thumbnails (None, with a warning, when they cannot be loaded or changed since)."""
+def _thumbnail_data(run: RunRecord, ids: Sequence[int], warn: Callable[[str], None], given: Path | str | None) -> Any:
+    """The run's data, for thumbnails, read as the run read it and checked against its sha256
+    (:func:`nero_cli.merge.recorded_data`): at ``given`` (``--data``; else a DataError, exit 4), or
+    where run.json records it (else None, with a warning: the plots have no thumbnail)."""
     source = (run.info.get("data") or {}).get("source")
-    if not source or not ids:
+    if not ids or (not source and given is None):
         return None
     try:
-        data = run.task.load_data(str(source), None, max(ids) + 1)
-    except Exception as exc:  # noqa: BLE001 - missing data only costs the thumbnails
-        warn(f"cannot load the data {source} for thumbnails ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
-             "individual plots have none")
+        return recorded_data([run.info], given, "pass --data PATH where that data is now, or --no-thumbnails")
+    except DataNotFound as exc:
+        if given is not None:
+            raise
+        warn(f"cannot load the data {source} for thumbnails ({exc.found}); individual plots have none "
+             "(--data PATH: where that data is now)")
         return None
-    if run.data_sha256 and getattr(data, "sha256", None) not in (None, run.data_sha256):
-        warn(f"the data {source} changed since the run (sha256 differs); individual plots have no thumbnail")
-        return None
-    return data
 
 
 def replot_run(run_dir: Path | str, out: Path | str | None = None, *, metrics: Sequence[str] | None = None,
                samples: str | None = None, overwrite: bool = False, own_scale: bool = False,
-               thumbnails: bool = True, warn: Callable[[str], None] = lambda s: None) -> tuple[Path, list[Path]]:
+               thumbnails: bool = True, warn: Callable[[str], None] = lambda s: None,
+               data: Path | str | None = None) -> tuple[Path, list[Path]]:
     """``nero plot``: every plot of a finished run drawn again into ``out`` (default ``RUN-plots``).
 
     ``metrics`` default to the run's ``--plot-metric`` and ``samples`` (the ``--plot-samples``
@@ -180,7 +182,7 @@ def replot_run(run_dir: Path | str, out: Path | str | None = None, *, metrics: S
     prim = run.task.metric(run.task.primary)
     table = run_table(run, picks, prim.column, prim.higher_is_better)
     ids = pick_samples(table, prim.column, prim.higher_is_better, picks, "--samples")
-    data = _thumbnail_data(run, ids, warn) if thumbnails else None
+    data = _thumbnail_data(run, ids, warn, data) if thumbnails else None
     with claim(out, "plots", overwrite, protect=[run.path]):
         with building(out, "plots") as tmp:
             files = write_plots(tmp, table, run.aggregate(), run.record, data, None, chosen, picks,
