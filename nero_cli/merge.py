@@ -17,10 +17,12 @@ from orbits import parse_spec
 from .core import Evaluation, param_columns, plan_orbits
 from .data import load_recorded
 from .dataset import Dataset
-from .errors import DataError, first_line
+from . import runrecord as rr
+from .errors import DataError, OptionError, OutputError, first_line
 from .models import LoadedModel, ModelMeta
 from .prepare import Prepared
 from .runner import ModelRunner, resolve_device
+from .spill import SpillReader
 from .tar_shards import is_shards
 from .tasks import get_task
 
@@ -30,6 +32,47 @@ def _recorded_models(info: dict[str, Any]) -> list[ModelRunner]:
     dev = resolve_device("cpu")
     return [ModelRunner(LoadedModel(name=m["name"], module=None, source=m["source"], format=m["format"],  # type: ignore[arg-type]
                                     sha256=m["sha256"], meta=ModelMeta()), dev) for m in info["models"]]
+
+
+def shard_infos(run_dirs: Sequence[Path], spill: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The shards' run.json, checked to be complete shards of one sweep (each with its rows in
+    the folder ``spill``), in shard order."""
+    if not run_dirs:
+        raise OptionError("no RUN_DIR given; pass the run directories of every --shard i/n")
+    infos = []
+    for d in map(Path, run_dirs):
+        info = rr.complete_info(d)  # as gate, report and plot: a missing RUN_DIR exits 2, an unfinished one 5
+        if info.get("shard") and (d / "shard.npz").is_file():
+            raise OutputError(f"{d}: a shard written by an older nero (shard.npz); rerun that shard, then merge")
+        if not info.get("shard") or not SpillReader.exists(d / spill):
+            raise OutputError(f"{d}: not a shard (run it with --shard i/n); nothing to merge")
+        infos.append((d, info))
+    n = infos[0][1]["shard"]["count"]
+    if len({i["shard"]["sweep"] for _, i in infos}) > 1:
+        raise OutputError("the shards come from different sweeps (models, data, groups or options differ); "
+                          "merge the shards of one command")
+    if len({i["shard"]["count"] for _, i in infos}) > 1:
+        given = ", ".join(f"{d} is {i['shard']['index']}/{i['shard']['count']}" for d, i in infos)
+        raise OutputError(f"the shards come from different splits (i/n with different n: {given}); "
+                          "merge the shards 0/n .. n-1/n of one --shard split")
+    got = sorted(i["shard"]["index"] for _, i in infos)
+    if got != list(range(n)):
+        missing = sorted(set(range(n)) - set(got))
+        raise OutputError(f"expected shards 0..{n - 1} once each; " + (f"missing {missing}" if missing else f"got {got}"))
+    return sorted(infos, key=lambda t: t[1]["shard"]["index"])
+
+
+def merged_warnings(infos: Sequence[tuple[Path, dict[str, Any]]], fresh: Sequence[str]) -> list[str]:
+    """The warnings one process would have recorded: the shards' (in order, once each), with those
+    each shard drew from its own summary replaced by ``fresh``, drawn from the whole run's."""
+    before: list[str] = []
+    after: list[str] = []
+    for _, info in infos:
+        found = list(info.get("warnings") or [])
+        start, stop = info["shard"].get("summary_warnings") or (len(found), len(found))
+        before += found[:start]
+        after += found[stop:]
+    return list(dict.fromkeys([*before, *fresh, *after]))
 
 
 def merged_run(infos: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[Prepared, Evaluation]:

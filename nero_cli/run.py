@@ -29,8 +29,8 @@ from . import runrecord as rr
 from .advice import advice
 from .cache import Cache, make_key
 from .core import Evaluation, element_weights, evaluate, sweep_layout
-from .errors import NeroError, OptionError, OutputError
-from .merge import data_path, merged_run, recorded_data
+from .errors import NeroError, OptionError
+from .merge import data_path, merged_run, merged_warnings, recorded_data, shard_infos
 from .outdir import check_target, claim, commit, discard, listing
 from .plot_samples import DEFAULT as DEFAULT_PLOT_SAMPLES, parse_plot_samples
 from .prepare import Prepared, estimate_seconds, parse_normalize, prepare, resolve_batch_size
@@ -447,46 +447,6 @@ def _plots(plot_dir: Path, stream: RunStream, agg: Mapping[str, np.ndarray], rec
                        wanted)
 
 
-def _shard_infos(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """The shards' run.json, checked to be complete shards of one sweep, in shard order."""
-    if not run_dirs:
-        raise OptionError("no RUN_DIR given; pass the run directories of every --shard i/n")
-    infos = []
-    for d in map(Path, run_dirs):
-        info = rr.complete_info(d)  # as gate, report and plot: a missing RUN_DIR exits 2, an unfinished one 5
-        if info.get("shard") and (d / "shard.npz").is_file():
-            raise OutputError(f"{d}: a shard written by an older nero (shard.npz); rerun that shard, then merge")
-        if not info.get("shard") or not SpillReader.exists(d / SHARD):
-            raise OutputError(f"{d}: not a shard (run it with --shard i/n); nothing to merge")
-        infos.append((d, info))
-    n = infos[0][1]["shard"]["count"]
-    if len({i["shard"]["sweep"] for _, i in infos}) > 1:
-        raise OutputError("the shards come from different sweeps (models, data, groups or options differ); "
-                          "merge the shards of one command")
-    if len({i["shard"]["count"] for _, i in infos}) > 1:
-        given = ", ".join(f"{d} is {i['shard']['index']}/{i['shard']['count']}" for d, i in infos)
-        raise OutputError(f"the shards come from different splits (i/n with different n: {given}); "
-                          "merge the shards 0/n .. n-1/n of one --shard split")
-    got = sorted(i["shard"]["index"] for _, i in infos)
-    if got != list(range(n)):
-        missing = sorted(set(range(n)) - set(got))
-        raise OutputError(f"expected shards 0..{n - 1} once each; " + (f"missing {missing}" if missing else f"got {got}"))
-    return sorted(infos, key=lambda t: t[1]["shard"]["index"])
-
-
-def _merged_warnings(p: Prepared, infos: Sequence[tuple[Path, dict[str, Any]]], summary: dict[str, Any]) -> list[str]:
-    """The warnings one process would have recorded: the shards' (in order, once each), those each
-    shard drew from its own summary drawn again from the whole run's."""
-    before: list[str] = []
-    after: list[str] = []
-    for _, info in infos:
-        found = list(info.get("warnings") or [])
-        start, stop = info["shard"].get("summary_warnings") or (len(found), len(found))
-        before += found[:start]
-        after += found[stop:]
-    return list(dict.fromkeys([*before, *summary_warnings(p, summary), *after]))
-
-
 def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, plots: bool = True,
                plot_samples: str | None = None, command: Sequence[str] | None = None,
                data: str | Path | None = None) -> RunResult:
@@ -497,7 +457,7 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
     ``plot_samples`` defaults to the shards' ``--plot-samples``."""
     started = _dt.datetime.now(_dt.timezone.utc)
     out = Path(out)
-    infos = _shard_infos(run_dirs)
+    infos = shard_infos(run_dirs, SHARD)
     o = infos[0][1]["options"]
     if plot_samples is None:
         plot_samples = o.get("plot_samples") or DEFAULT_PLOT_SAMPLES
@@ -520,7 +480,7 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, *, overwrite: bool = False, 
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        p.warnings = _merged_warnings(p, infos, summary)
+        p.warnings = merged_warnings(infos, summary_warnings(p, summary))
         extra = {"options": {**o, "shard": None, "plot_samples": plot_samples}, "merged_from": [str(d) for d, _ in infos], "cache": None,
                  "resumed_chunks": 0, "processes": len(infos)}
         return write_run(tmp, out, p, ev, agg, summary, extra, command=command, plots=plots, wanted=wanted,
