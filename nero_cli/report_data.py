@@ -123,7 +123,9 @@ class SampleSet:
 
 
 def _load_dataset(run: ReportRun, warn: Warn) -> Any:
-    source = run.data.get("source")
+    # where run.json records the data (an absolute path, so from any folder), else --data as given
+    recorded = run.data.get("path")
+    source = recorded if recorded and Path(recorded).exists() else run.data.get("source")
     if not source:
         warn(f"{run.path}: run.json names no data source; no thumbnails")
         return None

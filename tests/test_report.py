@@ -513,3 +513,20 @@ def test_browser_other_tasks(browser, other_reports):
             _wait(d, lambda: len(d.find_elements(By.CSS_SELECTOR, "#transformed canvas[data-drawn='1']")) == 2, "two frames")
         assert len(d.find_elements(By.CSS_SELECTOR, "#individual .main-svg")) >= 1
         assert not _severe(d.get_log("browser")), name
+
+
+def test_thumbnails_found_from_another_folder_through_the_recorded_path(tmp_path, monkeypatch):
+    """--data given relative to one folder, the report made from another: the thumbnails come
+    from the absolute path run.json records (run.json data.path), checked by its sha256."""
+    from sample_models import data_path
+
+    (tmp_path / "a").mkdir()
+    shutil.copy(data_path("mnist500"), tmp_path / "a" / "digits.npz")
+    monkeypatch.chdir(tmp_path / "a")
+    run_ok("evaluate", "sample:mnist-cnn", "--data", "digits.npz", "--limit", "6", "-g", "rotation:step=90", "-q",
+           "--no-cache", "--no-plots", "--out", str(tmp_path / "run"))
+    monkeypatch.chdir(tmp_path)
+    r = run_ok("report", str(tmp_path / "run"), "--out", str(tmp_path / "rep"), "--reduction", "none", "--no-figures")
+    assert "cannot load the data" not in r.stderr
+    ds = next(iter(page_data(tmp_path / "rep" / "report.html")["datasets"].values()))
+    assert ds["thumbs"] and all(t[0].startswith("data:image/png;base64,") for t in ds["thumbs"])
