@@ -39,7 +39,7 @@ from .errors import OptionError
 from .outdir import building, claim, listing
 from .prepare import Prepared, prepare, resolve_batch_size
 from .run import _versions
-from .search_axes import DEFAULT_TOL, SEARCHABLE, UNITS, Axis, axes_for
+from .search_axes import DEFAULT_TOL, SEARCHABLE, UNITS, Axis, axes_for, check_tol
 from .search_plots import write_search_plots
 from .breaking_detection import IOU_THRESHOLD
 from .search_probes import Probe, check_task, make_probe
@@ -210,6 +210,15 @@ def _quantile(b: np.ndarray, q: float) -> float | None:
     return None if math.isinf(v) else v
 
 
+def _median(b: np.ndarray) -> float | None:
+    """The median of breaking parameters (the mean of the two middle values for an even count, as
+    ``np.median``), never-broken samples counted as beyond the range (None when a middle value is there)."""
+    s = np.sort(np.where(np.isnan(b), np.inf, b))
+    if not len(s) or math.isinf(s[len(s) // 2]):
+        return None
+    return float((s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2)
+
+
 def _correct(t: pd.DataFrame) -> np.ndarray | None:
     """``correct_at_identity`` as booleans, None when the samples have no labels."""
     c = t["correct_at_identity"]
@@ -224,7 +233,7 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
         broken = b[~np.isnan(b)]
         correct = _correct(t)
         out.setdefault(str(model), {})[str(key)] = {
-            "n_samples": len(t), "median_breaking": _quantile(b, 0.5), "p10_breaking": _quantile(b, 0.1),
+            "n_samples": len(t), "median_breaking": _median(b), "p10_breaking": _quantile(b, 0.1),
             "share_never_broken": float(np.isnan(b).mean()),
             "median_breaking_of_broken": float(np.median(broken)) if len(broken) else None,
             "median_worst_value": float(t["worst_value"].median()),
@@ -283,6 +292,7 @@ def search_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: Pat
     out, started = Path(out), _dt.datetime.now(_dt.timezone.utc)
     if refine < 0:
         raise OptionError(f"--refine must be 0 or more, got {refine}")
+    tol = check_tol(tol)
     protect = [a for a in [*models, data] if isinstance(a, (str, Path)) and Path(a).exists()]
     with claim(out, "run", overwrite, protect):
         p, axes = _prepared(models, data, groups, {**options, "tol": tol})

@@ -37,6 +37,7 @@ from .doctor_checks import Finding, format_finding, rotation_finding, stride_fin
 from .doctor_probes import (determinism_finding, find_shape, finite_finding, identity_finding, output_finding,
                             probe_inputs, speed_finding, train_probe)
 from .errors import ModelError, OptionError
+from .prepare import random_weights
 from .runner import ModelRunner, resolve_device
 from .tasks import TaskRecord, get_task
 
@@ -137,7 +138,9 @@ def doctor(model: Any, *, task: Optional[str] = None, weights: Optional[str] = N
     given, source = _given_shape(input_shape, loaded, task_rec)
     runner = ModelRunner(loaded, dev)
     shape, out, shape_finding = find_shape(runner, task_rec, given, source)
-    findings = [format_finding(loaded, weights)]
+    random = (random_weights(loaded, model, meta, trust_checkpoint)
+              if isinstance(model, str) and loaded.format == "factory" and not weights else None)
+    findings = [format_finding(loaded, weights, random)]
     if shape is None:
         return findings + [training_finding(loaded, state, {}), shape_finding,
                            Finding("other checks", "info", "skipped: they need an input the model accepts", "")]
@@ -170,7 +173,8 @@ def print_report(model: str, findings: Sequence[Finding], console: Any = None) -
         t.add_row(f.check, f"[{style.get(f.status, '')}]{f.status}[/]", f.message, f.advice)
     console.print(t)
     counts = _counts(findings)
-    verdict = "failed" if counts["fail"] else "ready for a sweep"
+    needs = sorted({n for f in findings for n in f.details.get("needs", ())})
+    verdict = "failed" if counts["fail"] else "ready for a sweep" + (f" with {' '.join(needs)}" if needs else "")
     console.print(f"{counts['ok']} ok, {counts['info']} info, {counts['warn']} warn, {counts['fail']} fail: {verdict}",
                   highlight=False)
 

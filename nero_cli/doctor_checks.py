@@ -63,7 +63,12 @@ def training_state(module: Any) -> dict[str, Any]:
     return {"training": bool(getattr(module, "training", False)) or bool(sub), "training_modules": sub}
 
 
-def format_finding(loaded: LoadedModel, weights: Optional[str]) -> Finding:
+#: What a sweep of a factory model with random weights needs (``nero evaluate`` refuses it otherwise).
+RANDOM_INIT = "--random-init"
+
+
+def format_finding(loaded: LoadedModel, weights: Optional[str], random: Optional[bool] = None) -> Finding:
+    """How the model was loaded; ``random``: whether a factory without ``--weights`` has random weights."""
     sha = dict(loaded.sha256)
     files = "; ".join(f"{name} sha256 {digest}" for name, digest in sha.items()) or "no file (nothing to hash)"
     details = {"format": loaded.format, "sha256": sha, "source": loaded.source}
@@ -73,6 +78,12 @@ def format_finding(loaded: LoadedModel, weights: Optional[str]) -> Finding:
                        "unpickling runs code from the file: convert it once with torch.jit.save(torch.jit.script(model)) "
                        "or torch.export, or save a state dict and load it with file.py:callable --weights", details)
     if loaded.format == "factory" and not weights:
+        details["random_weights"] = random
+        if random:
+            return Finding("format", "warn", msg + " (factory called without --weights: its weights change with the "
+                           f"random seed, so nero evaluate, lie, layers and search refuse it without {RANDOM_INIT})",
+                           f"pass --weights FILE for trained weights, or add {RANDOM_INIT} to measure it untrained",
+                           {**details, "needs": [RANDOM_INIT]})
         return Finding("format", "info", msg + " (factory called without --weights)",
                        "the factory's own weights are evaluated; pass --weights FILE for trained weights "
                        "unless the factory loads them itself", details)

@@ -10,6 +10,9 @@ so is an output file that cannot be written.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 #: success (``nero gate``: every check passed)
 EXIT_OK = 0
 #: ``nero gate`` / ``nero doctor`` / ``nero evaluate --gate``: a check failed
@@ -74,6 +77,26 @@ class OutputError(NeroError):
     """The output directory cannot be written, or a run directory is not complete."""
 
     exit_code = EXIT_OUTPUT
+
+
+def positive_number(value: Any, option: str, *, zero: bool = False, example: str = "") -> float:
+    """``value`` as a finite number above 0 (0 or more with ``zero``), else a one-line
+    :class:`OptionError` naming ``option`` (NaN and inf too: they would reach the sweep or
+    ``run.json``). ``example`` ends the message, e.g. ``"e.g. 0.1"``."""
+    what = "a number of 0 or more" if zero else "a positive number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        hint = f" ({example})" if example else ""
+        raise OptionError(f"{option} must be {what}{hint}, got {value}")
+    return number
+
+
+def identity_only(spec: str, example: str = "shift:extent=1,step=1") -> OptionError:
+    """The error for a ``--group`` whose grid holds only the identity (nothing to move by)."""
+    return OptionError(f"--group {spec}: holds only the identity; give elements to move by, e.g. {example}")
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

@@ -25,7 +25,7 @@ from rich.console import Console
 
 from .errors import OptionError, OutputError
 from .analysis_runs import GATE_METRICS, open_analysis, run_kind
-from .gate_analysis import analysis_rows, analysis_view, check_percentile
+from .gate_analysis import analysis_rows, analysis_view, check_percentile, check_signs, offered
 from .gate_baseline import parse_max_regression, regression_rows
 from .gate_checks import threshold_rows
 from .gate_config import GateConfig, Threshold, as_thresholds, cli_thresholds, load_config, parse_check, parse_threshold
@@ -34,6 +34,9 @@ from .runrecord import open_run, write_atomic
 
 #: Defaults of the baseline comparison settings.
 DEFAULTS = {"bootstrap": 1000, "confidence": 0.95, "seed": 0, "breaking_percentile": 10.0}
+#: Threshold keys of lie, layers and search runs that have an option of their own (gate_cli.py);
+#: the others are given as --check KEY=X.
+OPTION_KEYS = ("max_lie_derivative", "min_breaking_rotation", "max_layer_error")
 
 _HOW = {"paired": "paired (both runs scored the same samples)",
         "independent": "independent resampling of each run's samples"}
@@ -74,7 +77,8 @@ def _method(bootstrap: int, confidence: float, pairings: Sequence[str]) -> str:
 def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | None = None,
              max_regression: Any = None, regression_metrics: Sequence[str] | None = None,
              bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None,
-             config: GateConfig | None = None, breaking_percentile: float | None = None) -> GateResult:
+             config: GateConfig | None = None, breaking_percentile: float | None = None,
+             allow_empty: bool = False) -> GateResult:
     """Check a run directory.
 
     ``checks``: threshold keys and values, as a mapping ``{"rotation.max-equivariance-error": 0.1}``,
@@ -90,6 +94,9 @@ def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | 
     (:mod:`nero_cli.gate_analysis`: ``max-lie-derivative``, ``max-layer-error``,
     ``min-breaking-rotation`` at the ``breaking_percentile``-th percentile, default 10); it has no baseline
     comparison.
+
+    Thresholds that make no check at all (every key skipped as another run's) raise
+    :class:`~nero_cli.errors.OptionError`, unless ``allow_empty`` (``nero evaluate --gate``).
     """
     cfg = config or GateConfig()
     thresholds = [*cfg.thresholds, *as_thresholds(checks)]
@@ -97,7 +104,7 @@ def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | 
                         "regression_metrics": regression_metrics, "bootstrap": bootstrap,
                         "confidence": confidence, "seed": seed, "breaking_percentile": breaking_percentile})
     if run_kind(run_dir) is not None:
-        return _gate_analysis(Path(run_dir), thresholds, s, cfg)
+        return _gate_analysis(Path(run_dir), thresholds, s, cfg, allow_empty)
     run = open_run(run_dir)
     if not thresholds and s["baseline"] is None:
         raise OptionError("no checks: pass thresholds (e.g. --max-equivariance-error 0.1 or --check "
@@ -105,6 +112,10 @@ def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | 
                           "(a 'gate' table in nero.toml or 'tool.nero.gate' in pyproject.toml)")
     notes: list[str] = []
     rows = threshold_rows(run, thresholds, notes)
+    if not rows and s["baseline"] is None and not allow_empty:
+        raise OptionError(f"no checks: none of the {len(thresholds)} threshold(s) applies to this run (groups: "
+                          f"{', '.join(run.groups)}; models: {', '.join(run.models)}); pass thresholds for them, "
+                          f"e.g. --check {run.groups[0]}.max-equivariance-error=0.1")
     base_dir, method = None, ""
     if s["baseline"] is not None:
         base_run = open_run(s["baseline"], what="--baseline")
@@ -119,25 +130,31 @@ def gate_run(run_dir: Path | str, checks: Any = None, *, baseline: Path | str | 
 
 
 def _gate_analysis(run_dir: Path, thresholds: Sequence[Threshold], s: Mapping[str, Any],
-                   cfg: GateConfig) -> GateResult:
+                   cfg: GateConfig, allow_empty: bool = False) -> GateResult:
     """Thresholds on a lie, layers or search run (no baseline comparison there)."""
     run = open_analysis(run_dir)
     if s["baseline"] is not None:
         raise OptionError(f"--baseline compares 'nero evaluate' runs; {run_dir} is a 'nero {run.kind}' run: "
-                          f"use thresholds such as {', '.join('--' + k.replace('_', '-') for k in _flags(run.kind))}")
+                          f"use thresholds such as {', '.join(_flags(run.kind))}")
     if not thresholds:
-        raise OptionError(f"no checks for this 'nero {run.kind}' run: pass "
-                          f"{' or '.join('--' + k.replace('_', '-') + ' X' for k in _flags(run.kind))} "
-                          f"(or --check KEY=VALUE, or a 'gate' table in nero.toml)")
+        raise OptionError(f"no checks for this 'nero {run.kind}' run: pass {' or '.join(_flags(run.kind))} "
+                          f"(or a 'gate' table in nero.toml)")
+    check_signs(run.kind, thresholds)
     notes: list[str] = []
-    rows = analysis_rows(analysis_view(run, s["breaking_percentile"]), thresholds, notes)
+    view = analysis_view(run, s["breaking_percentile"])
+    rows = analysis_rows(view, thresholds, notes)
+    if not rows and not allow_empty:
+        raise OptionError(f"no checks: none of the {len(thresholds)} threshold(s) applies to this 'nero {run.kind}' "
+                          f"run ({offered(view)}); pass {' or '.join(_flags(run.kind))}")
     return GateResult(run_dir=run.path, rows=rows, baseline_dir=None, notes=notes,
                       config=str(cfg.path) if cfg.path else "", method="")
 
 
 def _flags(kind: str) -> list[str]:
-    """The threshold keys of a kind, e.g. ``max_lie_derivative``."""
-    return [("min_" if hib else "max_") + m for m, hib in GATE_METRICS[kind].items()]
+    """How the threshold keys of a kind are given on the command line: ``--max-lie-derivative X``
+    where the key has an option, else ``--check max-lie-derivative-orbit=X``."""
+    keys = [("min_" if hib else "max_") + m for m, hib in GATE_METRICS[kind].items()]
+    return [f"--{k.replace('_', '-')} X" if k in OPTION_KEYS else f"--check {k.replace('_', '-')}=X" for k in keys]
 
 
 def gate_after_evaluate(run_dir: Path, config: Path | str | None = None, console: Any = None) -> int:
@@ -151,8 +168,12 @@ def gate_after_evaluate(run_dir: Path, config: Path | str | None = None, console
         out.print("nero gate: no thresholds configured (nero.toml [gate] or pyproject.toml [tool.nero.gate]); "
                   "nothing to check", highlight=False, soft_wrap=True, markup=False)
         return 0
-    result = gate_run(run_dir, config=cfg)
+    result = gate_run(run_dir, config=cfg, allow_empty=True)
     print_notes(result.notes)
+    if not result.rows:
+        out.print("nero gate: no configured threshold applies to this run; nothing to check", highlight=False,
+                  soft_wrap=True, markup=False)
+        return 0
     result.print(console)
     return result.exit_code
 

@@ -27,9 +27,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from .analysis_runs import GATE_METRICS as METRICS, AnalysisRun
-from .errors import OptionError
-from .gate_checks import applicable, resolved, threshold_row
-from .gate_config import Threshold
+from .errors import OptionError, positive_number
+from .gate_checks import Scoped, applicable, resolved, threshold_row
+from .gate_config import Threshold, metric_key
+
+#: Where a metric that a run of its kind may lack comes from.
+_WHERE = {"lie_derivative_orbit": "a run of 'nero lie --along' has it"}
 
 
 
@@ -109,10 +112,48 @@ def check_percentile(value: Any) -> float:
     return p
 
 
+def offered(view: AnalysisView) -> str:
+    """What a run can be checked on, for messages: each metric with the groups that have it, and the models."""
+    where: dict[str, list[str]] = {}
+    for model in view.models:
+        for group, metrics in view.values.get(model, {}).items():
+            for m in metrics:
+                groups = where.setdefault(m, [])
+                if group not in groups:
+                    groups.append(group)
+    has = "; ".join(f"{metric_key(m)} on {', '.join(gs)}" for m, gs in where.items()) or "no values"
+    return f"it has {has} (models: {', '.join(view.models)})"
+
+
+def _checks_something(view: AnalysisView, scoped: Scoped, notes: list[str]) -> bool:
+    """Whether a threshold's scope holds a model and group with its metric; if not, an error on the
+    command line (as an unknown group is), a note in a config file (one config serves many runs)."""
+    th, group, model = scoped
+    if any(th.metric in view.values.get(m, {}).get(g, {})
+           for m in view.models if model in (None, m) for g in view.groups if group in (None, g)):
+        return True
+    hint = f"; {_WHERE[th.metric]}" if th.metric in _WHERE else ""
+    msg = f"{th.source}: '{th.key}' checks nothing in this {view.label}: {offered(view)}{hint}"
+    if th.source.startswith("--"):
+        raise OptionError(msg)
+    notes.append(msg + " (skipped)")
+    return False
+
+
+def check_signs(kind: str, thresholds: Sequence[Threshold]) -> None:
+    """The quantities of lie, layers and search runs are never negative: a negative threshold on one
+    would pass (or fail) whatever the model, so it is refused."""
+    for th in thresholds:
+        if th.metric in METRICS[kind]:
+            positive_number(th.value, f"{th.source}: {th.key}", zero=True,
+                            example=f"{metric_key(th.metric)} is never negative")
+
+
 def analysis_rows(view: AnalysisView, thresholds: Sequence[Threshold], notes: list[str]) -> list[dict[str, Any]]:
-    """One check row per model, group and applicable threshold, where the group has that metric."""
+    """One check row per model, group and applicable threshold, where the group has that metric; a
+    threshold whose scope has no such group is an error on the command line (a note from a config file)."""
     rows = []
-    scoped = resolved(view, thresholds, notes)
+    scoped = [sc for sc in resolved(view, thresholds, notes) if _checks_something(view, sc, notes)]
     for model in view.models:
         for group in view.groups:
             have = view.values.get(model, {}).get(group)
@@ -126,5 +167,5 @@ def analysis_rows(view: AnalysisView, thresholds: Sequence[Threshold], notes: li
     return rows
 
 
-__all__ = ["AnalysisView", "analysis_view", "analysis_rows",
+__all__ = ["AnalysisView", "analysis_view", "analysis_rows", "offered", "check_signs",
            "breaking_percentile", "check_percentile"]

@@ -51,7 +51,7 @@ import torch
 
 from orbits import ImageAction, planar_matrices
 
-from .errors import ModelError, OptionError
+from .errors import ModelError, OptionError, identity_only
 from .outdir import claim
 from .layer_graph import UNINSPECTABLE, check_format
 from .layers_output import ASSUMPTION, summarise, write_layers_run
@@ -358,8 +358,7 @@ def _movers(p: Prepared) -> tuple[dict[int, Mover], dict[int, str], Any]:
     interp, padding = spec.action.get("interp", "bilinear"), spec.action.get("padding", "zeros")
     movers = {e: Mover(mats[e], interp, padding) for e in range(len(group)) if not torch.allclose(mats[e], ident)}
     if not movers:
-        raise OptionError(f"--group {spec.text}: holds only the identity; give elements to move by, "
-                          "e.g. shift:extent=1,step=1")
+        raise identity_only(spec.text)
     return movers, {e: labels[e] for e in movers}, spec.input_action("image", size)
 
 
@@ -429,7 +428,7 @@ def layers_run(models: Sequence[Any], data: Any, group: str, out: Path | None = 
 
 def _measure(models: Sequence[Any], data: Any, group: str, kw: dict[str, Any]) -> tuple[LayersResult, Prepared]:
     load = {k: kw[k] for k in OPTIONS[:9] if k in kw}
-    p = prepare(models, data, [group], limit=kw.get("limit", 64), **load)
+    p = prepare(models, data, [group], limit=kw.get("limit", 64), can_sample=False, **load)
     table, output = layer_table(p, batch_size=kw.get("batch_size", 64), margin=kw.get("margin", 1))
     summary = summarise(table, output, p.specs[0], len(p.dataset))
     return LayersResult(None, table, summary, warnings=p.warnings), p

@@ -39,7 +39,7 @@ from orbits import OrbitSpec
 from . import lie_fields
 from .api import as_dataset
 from .data import Dataset
-from .errors import ModelError, OptionError
+from .errors import ModelError, OptionError, positive_number
 from .lie_output import COLUMNS, LIE_CSV, ORBIT_COLUMNS, SUMMARY_KEYS, plot, summarise, write_lie_run
 from .lie_points import POINT_GENERATORS, point_generators
 from .lie_warp import (IMAGE_GENERATORS, Generator, bilinear_pair, generator_matrices, image_generators,
@@ -156,8 +156,7 @@ def generators_of(spec: Any, size: tuple[int, int] | None, task: str | None = No
 def _check(method: str, h: float, batch_size: int) -> None:
     if method not in METHODS:
         raise OptionError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-    if not h > 0:
-        raise OptionError(f"--step must be positive; got {h}")
+    positive_number(h, "--step", example="h of the finite differences, e.g. 0.01")
     if batch_size < 1:
         raise OptionError(f"--batch-size must be at least 1; got {batch_size}")
 
@@ -258,6 +257,7 @@ def lie_run(models: Sequence[Any], data: Any, group: str = "rotation", out: Path
     trust_checkpoint, normalize, limit, sample, classes, seed, class_names, random_init, amp).
     """
     started = _dt.datetime.now(_dt.timezone.utc)
+    _check(method, step, batch_size)  # before anything is loaded or claimed
     data = _as_data(data, task, labels)
     protect = [a for a in [*models, data] if isinstance(a, (str, Path)) and Path(str(a)).exists()]
     with claim(Path(out), "run", overwrite, protect) if out is not None else nullcontext():

@@ -5,6 +5,7 @@ Everything that can fail on bad input fails here, before any long computation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -77,6 +78,8 @@ def parse_normalize(text: str | None) -> tuple[list[float], list[float]] | None:
     if len(vals) < 2 or len(vals) % 2:
         raise OptionError(f"--normalize expects MEAN,STD (one pair, or means then stds per channel); got {len(vals)} number(s)")
     half = len(vals) // 2
+    if not all(math.isfinite(v) for v in vals):
+        raise OptionError(f"--normalize expects finite MEAN,STD numbers; got '{text}'")
     if any(s <= 0 for s in vals[half:]):
         raise OptionError(f"--normalize: std must be positive, got {vals[half:]}")
     return vals[:half], vals[half:]
@@ -108,19 +111,29 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         return False
 
 
+def _build(arg: str, meta: str | None, name: str | None, trust: bool, seed: int,
+           device: torch.device | str) -> LoadedModel:
+    """A factory model without ``--weights`` built with the generator seeded by ``seed``."""
+    return _seeded(seed, lambda: load_model(arg, meta=meta, name=name, trust_checkpoint=trust, device=device))
+
+
+def random_weights(model: LoadedModel, arg: str, meta: str | None = None, trust: bool = False,
+                   seed: int = 0) -> bool:
+    """Whether the factory model ``arg`` (loaded as ``model``, without ``--weights``) has random
+    weights: a second build under another seed differs. A factory that has none, or sets or loads
+    them itself, builds equal modules."""
+    return not _same_state(model.module, _build(arg, meta, None, trust, seed + 1, "cpu").module)
+
+
 def _load_untrained(arg: str, meta: str | None, name: str | None, trust: bool, dev: torch.device,
                     random_init: bool, seed: int) -> tuple[LoadedModel, bool]:
     """A factory model given without ``--weights``, built with the generator seeded by ``seed``, and
-    whether its weights are random. A factory whose weights do not depend on the random state (it
-    has none, or sets or loads them itself: a second build under another seed is equal) is a
-    trained model; one whose weights do is refused unless ``random_init``."""
-    def build(s: int, device: torch.device | str) -> LoadedModel:
-        return _seeded(s, lambda: load_model(arg, meta=meta, name=name, trust_checkpoint=trust, device=device))
-
-    model = build(seed, dev)
+    whether its weights are random (:func:`random_weights`). A factory whose weights do not depend
+    on the random state is a trained model; one whose weights do is refused unless ``random_init``."""
+    model = _build(arg, meta, name, trust, seed, dev)
     if random_init:
         return model, True
-    if _same_state(model.module, build(seed + 1, "cpu").module):
+    if not random_weights(model, arg, meta, trust, seed):
         return model, False
     raise OptionError(f"{arg}: a factory model without --weights has random weights; give its trained weights with "
                       "--weights FILE, or add --random-init to evaluate it untrained")
@@ -288,7 +301,8 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
             classes: Sequence[str] = (), sample: int | None = None, seed: int = 0, class_names: Sequence[str] = (),
             random_init: bool = False, device: str = "auto", plot_metric: str | None = None,
             compile: bool = False, channels_last: bool = False, amp: bool = False,
-            extra_groups: Sequence[str] = (), resize: Any = None, center_crop: bool = False) -> Prepared:
+            extra_groups: Sequence[str] = (), resize: Any = None, center_crop: bool = False,
+            can_sample: bool = True) -> Prepared:
     """Load and check models, data and group specs (everything that can fail before the sweep).
 
     ``classes``, then ``limit`` (the first N) or ``sample`` (a stratified random N for ``seed``)
@@ -298,10 +312,11 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     unless ``random_init``. ``extra_groups`` are accepted beside the task's own groups (``nero lie``
     differentiates flow along shifts and zooms, which ``evaluate`` does not sweep); the caller checks them.
     ``resize`` (``"H,W"``) and ``center_crop`` bring every image to one size (:mod:`nero_cli.shaping`).
+    ``can_sample``: whether the command offers ``--sample`` (a ``--limit`` warning suggests it only then).
     """
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
-    sel = Selection(tuple(classes), limit, sample, seed)
+    sel = Selection(tuple(classes), limit, sample, seed, can_sample)
     shaping = parse_resize(resize, center_crop)
     given = check_class_names(class_names)
     norm = parse_normalize(normalize)

@@ -17,11 +17,14 @@ import torch
 from orbits.groups import Group, Rotation, Scale, Shift
 from orbits.so3 import Perspective, tilt_elements
 
-from .errors import OptionError
+from .errors import OptionError, identity_only, positive_number
 
 #: Groups nero can search, and the default bisection tolerance of each axis (in its unit).
 SEARCHABLE = ("rotation", "shift", "scale", "perspective")
 DEFAULT_TOL = {"angle": 0.1, "dx": 0.05, "dy": 0.05, "log2_scale": 0.005, "yaw": 0.1, "pitch": 0.1}
+#: A grid to search along, per group (for messages).
+EXAMPLES = {"rotation": "rotation:step=5", "shift": "shift:extent=4,step=1", "scale": "scale:start=0.5,stop=2",
+            "perspective": "perspective:extent=20,step=5"}
 UNITS = {"angle": "degrees", "dx": "pixels", "dy": "pixels", "log2_scale": "log2 of the factor", "yaw": "degrees",
          "pitch": "degrees"}
 
@@ -81,18 +84,31 @@ def _builder(spec: Any, axis: str) -> Callable[[torch.Tensor], Group]:
     return tilt
 
 
+def check_tol(tol: float | None) -> float | None:
+    """``--tol``: None (each axis's default) or a positive, finite number."""
+    return None if tol is None else positive_number(tol, "--tol", example="the bisection tolerance, e.g. 0.1")
+
+
 def axes_for(spec: Any, tol: float | None = None) -> list[Axis]:
-    """The axes searched for a parsed group spec (an axis with no grid point besides 0 is skipped)."""
+    """The axes searched for a parsed group spec (an axis with no grid point besides 0 is skipped;
+    a spec with none is a usage error)."""
     if spec.name not in SEARCHABLE:
         raise OptionError(f"nero search: group {spec.name!r} has no continuous parameter to search; "
                           f"use one of {', '.join(SEARCHABLE)}")
-    out = []
-    for name, values in _axis_values(spec).items():
-        grid = np.unique(np.round(np.concatenate([values, [0.0]]), 9))
+    tol = check_tol(tol)
+    out, values = [], _axis_values(spec)
+    for name, on_axis in values.items():
+        grid = np.unique(np.round(np.concatenate([on_axis, [0.0]]), 9))
         if len(grid) > 1:
-            out.append(Axis(spec.name, name, grid, DEFAULT_TOL[name] if tol is None else float(tol),
+            out.append(Axis(spec.name, name, grid, DEFAULT_TOL[name] if tol is None else tol,
                             _builder(spec, name), dict(spec.action)))
+    if not out:
+        g = spec.group
+        if bool(g.equal(g.elements, g.identity()).all()):
+            raise identity_only(spec.text, EXAMPLES[spec.name])
+        raise OptionError(f"--group {spec.text}: no element on the {' or '.join(values)} axis, which nero search "
+                          f"follows; give a grid through the identity, e.g. {EXAMPLES[spec.name]}")
     return out
 
 
-__all__ = ["Axis", "axes_for", "SEARCHABLE", "DEFAULT_TOL", "UNITS"]
+__all__ = ["Axis", "axes_for", "check_tol", "SEARCHABLE", "DEFAULT_TOL", "UNITS", "EXAMPLES"]

@@ -7,9 +7,12 @@ loaded :class:`~nero_cli.data.Dataset` (:func:`nero_cli.data.select`).
 
 ``--sample N`` with ``--seed S`` draws N samples without replacement: per class in proportion to
 its share of the (``--classes``-selected) data, by largest remainder, and at least one of every
-class when N is no smaller than the number of classes; each class's samples are drawn with one
-``numpy.random.default_rng(S)`` in class order, and the result is sorted by original index, so a
-seed gives the same subset on every machine. Without labels it is a plain random subset.
+class when N is no smaller than the number of classes; classes tied for a remainder (or as the
+donor of a class's one sample) are ordered at random by a second generator,
+``numpy.random.default_rng([S, 1])``, so no class is favoured for coming first; each class's
+samples are drawn with one ``numpy.random.default_rng(S)`` in class order, and the result is
+sorted by original index, so a seed gives the same subset on every machine. Without labels it
+is a plain random subset.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ class Selection:
     limit: int | None = None
     sample: int | None = None
     seed: int = 0
+    #: Whether the command offers ``--sample`` (its ``--limit`` warning suggests it only then).
+    can_sample: bool = True
 
     def __post_init__(self) -> None:
         for flag, value in (("--limit", self.limit), ("--sample", self.sample)):
             if value is not None and value <= 0:
                 raise OptionError(f"{flag} must be a positive number of samples, got {value}")
+        if self.sample is not None and self.seed < 0:  # numpy's generators take no negative seed
+            raise OptionError(f"--seed must be 0 or more for --sample, got {self.seed}")
         if self.limit is not None and self.sample is not None:
             raise OptionError("--limit and --sample both choose the samples; give one (--sample N for a "
                               "stratified random subset, --limit N for the first N)")
@@ -59,8 +66,8 @@ class Selection:
         return out
 
 
-def class_ids(classes: Sequence[str], class_names: Sequence[str] | None) -> list[int]:
-    """``--classes`` entries (names or ids) as class ids."""
+def class_ids(classes: Sequence[str], class_names: Sequence[str] | None, held: np.ndarray | None = None) -> list[int]:
+    """``--classes`` entries (names or ids) as class ids (``held``: the label ids of the data, for messages)."""
     ids = []
     for c in classes:
         if class_names and c in class_names:
@@ -69,31 +76,39 @@ def class_ids(classes: Sequence[str], class_names: Sequence[str] | None) -> list
             try:
                 ids.append(int(c))
             except ValueError:
-                raise DataError(f"--classes: unknown class '{c}'; known: {', '.join(class_names or [])}") from None
+                if class_names:
+                    raise DataError(f"--classes: unknown class '{c}'; known: {', '.join(class_names)}") from None
+                known = held is not None and len(held) > 0
+                there = f" (the labels hold ids {_names(held, None)})" if known else ""
+                example = ",".join(str(i) for i in held[:2].tolist()) if known else "3,5"
+                raise DataError(f"--classes: unknown class '{c}': the data have no class names, so --classes "
+                                f"takes class ids{there}, e.g. --classes {example}") from None
     return ids
 
 
 def class_rows(labels: np.ndarray, classes: Sequence[str], class_names: Sequence[str] | None,
                source: str) -> np.ndarray:
     """Indices of the samples whose label is one of ``classes`` (ids or names)."""
-    keep = np.flatnonzero(np.isin(labels, class_ids(classes, class_names)))
+    keep = np.flatnonzero(np.isin(labels, class_ids(classes, class_names, np.unique(labels).astype(np.int64))))
     if len(keep) == 0:
         raise DataError(f"{source}: no samples of class(es) {', '.join(classes)}")
     return keep
 
 
-def quotas(counts: np.ndarray, n: int) -> np.ndarray:
+def quotas(counts: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Samples per class for a stratified draw of ``n`` from classes of ``counts``: proportional by
-    largest remainder (ties to the larger, then the earlier class), then at least one per class
-    when ``n`` allows, taken from the classes furthest above their proportional share."""
+    largest remainder (ties to the larger class, then in an order drawn at random for ``seed``),
+    then at least one per class when ``n`` allows, taken from the classes furthest above their
+    proportional share (ties in the same random order)."""
     ideal = n * counts / counts.sum()
     quota = np.floor(ideal).astype(np.int64)
-    order = np.lexsort((np.arange(len(counts)), -counts, -(ideal - quota)))
+    rank = np.random.default_rng([seed, 1]).permutation(len(counts))  # the tie order
+    order = np.lexsort((rank, -counts, -(ideal - quota)))
     quota[order[: n - int(quota.sum())]] += 1
     if n >= len(counts):
         for c in np.flatnonzero(quota == 0):
             donors = np.flatnonzero(quota >= 2)
-            quota[donors[np.argmax((quota - ideal)[donors])]] -= 1
+            quota[donors[np.lexsort((rank[donors], -(quota - ideal)[donors]))[0]]] -= 1
             quota[c] = 1
     return quota
 
@@ -104,7 +119,8 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    picks = [rng.choice(np.flatnonzero(inverse == c), int(q), replace=False) for c, q in enumerate(quotas(counts, n))]
+    picks = [rng.choice(np.flatnonzero(inverse == c), int(q), replace=False)
+             for c, q in enumerate(quotas(counts, n, seed))]
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
@@ -120,14 +136,17 @@ def _names(ids: np.ndarray, class_names: Sequence[str] | None) -> str:
     return ", ".join(shown[:_LISTED]) + (", ..." if len(shown) > _LISTED else "")
 
 
-def limit_warning(labels: np.ndarray, limit: int, class_names: Sequence[str] | None) -> str | None:
-    """One line when the first ``limit`` of ``labels`` miss classes that ``labels`` hold."""
+def limit_warning(labels: np.ndarray, limit: int, class_names: Sequence[str] | None,
+                  can_sample: bool = True) -> str | None:
+    """One line when the first ``limit`` of ``labels`` miss classes that ``labels`` hold, suggesting
+    ``--sample`` where the command has it (``can_sample``)."""
     held, covered = np.unique(labels), np.unique(labels[:limit])
     if len(covered) == len(held):
         return None
     word = "class" if len(covered) == 1 else "classes"
-    return (f"--limit {limit} covers {word} {_names(covered.astype(np.int64), class_names)} of {len(held)}; "
-            f"use --sample {limit} for a stratified subset")
+    advice = (f"; use --sample {limit} for a stratified subset" if can_sample else
+              f" (the first {limit} samples in file order); a larger --limit reaches more classes")
+    return f"--limit {limit} covers {word} {_names(covered.astype(np.int64), class_names)} of {len(held)}{advice}"
 
 
 def positions(labels: np.ndarray | None, size: int, sel: Selection, class_names: Sequence[str] | None,
@@ -144,7 +163,7 @@ def positions(labels: np.ndarray | None, size: int, sel: Selection, class_names:
     notes: list[str] = []
     if sel.limit is not None:
         pick = np.arange(min(sel.limit, n))
-        note = limit_warning(pool_labels, sel.limit, class_names) if pool_labels is not None else None
+        note = limit_warning(pool_labels, sel.limit, class_names, sel.can_sample) if pool_labels is not None else None
         notes += [note] if note else []
     elif sel.sample is not None:
         if sel.sample > n:

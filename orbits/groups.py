@@ -41,10 +41,28 @@ class Option:
 MAX_AXIS = 1_000_000
 
 
+def check_step(step: float, span: float | None = None, where: str = "", name: str = "step") -> None:
+    """A grid step given by the user, checked before anything computed from it: positive and
+    finite, and with ``span`` (the length of the range it divides, described by ``where``, e.g.
+    "a full turn") no larger than a positive span and not so small that the grid over it would
+    exceed :data:`MAX_AXIS` values."""
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"{name} must be positive and finite, got {step:g}")
+    if span is None or not math.isfinite(span) or span <= 0:
+        return
+    if step > span * (1 + 1e-12):
+        raise ValueError(f"{name} ({step:g}) is larger than {where} ({span:g}); give a {name} of at most {span:g}")
+    count = span / step + 1
+    if count > MAX_AXIS:
+        raise ValueError(f"{name}={step:g} would make {count:.3g} values over {where} (at most {MAX_AXIS:,}); "
+                         f"use a larger {name}")
+
+
 def _arange_inclusive(start: float, stop: float, step: float) -> Tensor:
     """``start, start+step, ... <= stop`` in float64, robust to rounding."""
-    if step <= 0:
-        raise ValueError(f"step must be positive, got {step:g}")
+    check_step(step)
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise ValueError(f"start and stop must be finite numbers, got {start:g} and {stop:g}")
     if stop < start:
         raise ValueError(f"stop ({stop:g}) must not be below start ({start:g})")
     count = (stop - start) / step + 1
@@ -245,8 +263,8 @@ class Rotation(_Additive):
 
     @classmethod
     def from_options(cls, start: float = 0.0, stop: float | None = None, step: float = 5.0) -> "Rotation":
-        if step <= 0:
-            raise ValueError(f"step must be positive, got {step:g}")
+        check_step(step, 360.0 if stop is None else stop - start,
+                   "a full turn" if stop is None else f"the range from start={start:g} to stop={stop:g}")
         if stop is None:
             stop = start + 360.0 - step
         if stop - start >= 360.0 - 1e-9:
@@ -278,10 +296,12 @@ class Shift(_Additive):
         side = min(image_size) if image_size else 28
         if extent is None:
             extent = float(max(1, round(8 * side / 28)))
-        if step is None:
-            step = float(max(1, round(extent / 8)))
         if extent < 0:
             raise ValueError(f"extent must not be negative, got {extent:g}")
+        if step is None:  # a default step is not checked against the range
+            step = float(max(1, round(extent / 8)))
+        else:
+            check_step(step, 2 * extent, "the range from -extent to extent")
         values = _arange_inclusive(-extent, extent, step)
         zero = torch.zeros(1, dtype=torch.float64)
         xs = values if axis in ("xy", "x") else zero
@@ -312,6 +332,7 @@ class Scale(Group):
 
     @classmethod
     def from_options(cls, start: float = 0.5, stop: float = 1.5, step: float = 0.05) -> "Scale":
+        check_step(step, stop - start, f"the range from start={start:g} to stop={stop:g}")
         if start <= 0:
             raise ValueError(f"start must be a positive factor, got {start:g}")
         values = _arange_inclusive(start, stop, step)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from . import planar as _planar
-from .groups import Group, Option, _arange_inclusive, _fmt
+from .groups import Group, Option, _arange_inclusive, _fmt, check_step
 
 Tensor = torch.Tensor
 
@@ -164,6 +164,7 @@ class Perspective(_CoordGrid):
 
     @classmethod
     def from_options(cls, extent: float = 30.0, step: float = 5.0, pivot: str = "object") -> "Perspective":
+        check_step(step, 2 * extent, "the range from -extent to extent")
         if not 0 <= extent < 90:
             raise ValueError(f"extent must be in [0, 90) degrees, got {extent:g}")
         values = _arange_inclusive(-extent, extent, step)
@@ -235,8 +236,8 @@ class Viewpoint(SO3Grid):
 
     @classmethod
     def from_options(cls, grid: str = "planes", axis_step: float = 5.0, rot_step: float = 15.0, axes: int = 64) -> "Viewpoint":
-        if rot_step <= 0 or axis_step <= 0:
-            raise ValueError("axis_step and rot_step must be positive")
+        check_step(rot_step, 180.0, "a half turn (180)", "rot_step")
+        check_step(axis_step, 360.0, "a full turn", "axis_step")
         if grid == "planes":
             axis_angles = _arange_inclusive(0.0, 360.0 - axis_step, axis_step)
             rot_angles = _arange_inclusive(0.0, 180.0, rot_step)

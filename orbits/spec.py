@@ -153,19 +153,23 @@ def parse_spec(text: str, image_size: tuple[int, int] | None = None, allowed: se
     action_opts = {o.name: o for o in entry.action_options}
     given_group: dict[str, Any] = {}
     action = {o.name: o.default for o in entry.action_options}
+    seen: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in body.split(","))):
         key, eq, raw = part.partition("=")
         key = key.strip().lower()
         if not eq or not raw.strip():
             raise SpecError(f"{name}: expected key=value, got {part!r}")
         raw = raw.strip()
-        if key in group_opts:
-            given_group[key] = _convert(group_opts[key], raw, name)
-        elif key in action_opts:
-            action[key] = _convert(action_opts[key], raw, name)
-        else:
+        if key not in group_opts and key not in action_opts:
             keys = sorted([*group_opts, *action_opts])
             raise SpecError(f"{name}: unknown key {key!r}; {_suggest(key, keys)}")
+        if key in seen:
+            raise SpecError(f"{name}: {key!r} is given twice ({key}={seen[key]} and {key}={raw}); give it once")
+        seen[key] = raw
+        if key in group_opts:
+            given_group[key] = _convert(group_opts[key], raw, name)
+        else:
+            action[key] = _convert(action_opts[key], raw, name)
     kwargs = dict(given_group)
     if entry.needs_size:
         kwargs["image_size"] = image_size

@@ -164,6 +164,22 @@ def test_factory_with_dropout_left_in_training_mode(nets):
     assert exit_code(findings) == 0
 
 
+def test_factory_with_random_weights_warns_that_evaluate_needs_random_init(tmp_path, nets):
+    """nero evaluate refuses a factory whose weights change with the seed unless --random-init:
+    the doctor says so instead of 'ready for a sweep'."""
+    (tmp_path / "m.py").write_text("import torch\n\ndef rnd():\n"
+                                   "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))\n")
+    f = by_check(doctor(f"{tmp_path / 'm.py'}:rnd"))
+    assert f["format"].status == "warn" and "--random-init" in f["format"].message
+    assert f["format"].details["random_weights"] is True
+    r = invoke(f"{tmp_path / 'm.py'}:rnd")
+    assert r.exit_code == 0, r.output  # a warning: an untrained model may be what is meant
+    verdict = r.stdout.strip().splitlines()[-1]
+    assert "--random-init" in verdict and verdict.endswith("ready for a sweep with --random-init")
+    seeded = by_check(doctor(f"{nets}:dropout_net"))["format"]  # seeds itself: its own weights, not random
+    assert seeded.status == "info" and seeded.details["random_weights"] is False
+
+
 def test_dropout_active_in_eval_mode_is_non_deterministic(nets):
     r = invoke(f"{nets}:always_dropout", "--json")
     assert r.exit_code == 0, r.output  # a warning, not a failure

@@ -152,3 +152,57 @@ def test_lie_along_the_orbit_is_gated_on_its_orbit_mean(tmp_path):
     (check,) = result["checks"]
     assert check["metric"] == "lie_derivative_orbit"
     assert check["value"] == pytest.approx(per_element.mean(), rel=1e-6)
+
+
+def one_error(r) -> str:
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.output, r.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind,check,has", [
+    ("search", "min-breaking-scale=0.1", "rotation/angle"),  # the run searched rotation and shift only
+    ("search", "mnist-cnn:min-breaking-perspective=1", "shift/dx"),
+    ("search", "shift/dx.min-breaking-rotation=1", "rotation/angle"),  # the axis exists, not with that metric
+    ("lie", "max-lie-derivative-orbit=1", "lie-derivative"),  # a run without --along
+])
+def test_a_check_the_run_lacks_is_a_usage_error(runs, kind, check, has):
+    """As a 'shift.' key on an evaluate run without shift: an error naming what the run has, not 0 checks."""
+    r = run("gate", runs[kind], "--no-config", "--check", check)
+    assert r.exit_code == 2, r.output
+    line = one_error(r)
+    assert check.split("=")[0] in line and has in line
+
+
+def test_a_gate_of_zero_checks_is_a_usage_error(runs, tmp_path, monkeypatch):
+    """A config whose keys all belong to other runs makes no check: exit 2, not '0 checks, 0 failed'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nero.toml").write_text("[gate]\nmin-breaking-scale = 1\nmax-lie-derivative = 1\n")
+    for kind in ("search", "layers"):
+        r = run("gate", runs[kind])
+        assert r.exit_code == 2, r.output
+        assert "no checks" in r.output and "0 checks" not in r.output
+    r = run("gate", runs["lie"], "--json")  # the lie key applies there
+    assert r.exit_code in (0, 1) and json.loads(r.stdout)["checks"], r.output
+
+
+def test_suggested_flags_exist(runs):
+    """--baseline on a lie run suggests thresholds that exist: --check max-lie-derivative-orbit=X."""
+    r = run("gate", runs["lie"], "--baseline", runs["lie"], "--no-config")
+    line = one_error(r)
+    assert r.exit_code == 2 and "--max-lie-derivative-orbit" not in line
+    assert "--check max-lie-derivative-orbit=" in line and "--max-lie-derivative" in line
+    r = run("gate", runs["search"], "--no-config")
+    line = one_error(r)
+    assert r.exit_code == 2 and "--min-breaking-shift" not in line and "--check min-breaking-shift=" in line
+
+
+@pytest.mark.parametrize("kind,flag", [("search", "--min-breaking-rotation"), ("lie", "--max-lie-derivative"),
+                                       ("layers", "--max-layer-error")])
+def test_negative_thresholds_of_never_negative_quantities_are_refused(runs, kind, flag):
+    """A breaking |parameter|, a Lie derivative or a layer error is never negative: such a threshold
+    would pass (or fail) whatever the model; nan and inf are refused as for every threshold."""
+    for value in ("-5", "nan", "inf"):
+        r = run("gate", runs[kind], "--no-config", flag, value)
+        assert r.exit_code == 2, r.output
+        assert flag in one_error(r)

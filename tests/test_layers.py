@@ -155,3 +155,11 @@ def test_cli_writes_a_run_folder(tmp_path) -> None:
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 5 and "--overwrite" in again.output
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_limit_warning_suggests_only_options_of_nero_layers(tmp_path) -> None:
+    """nero layers has no --sample: its --limit warning must not suggest one."""
+    res = layers_run([_plain_cnn()], "sample:mnist500", "shift:extent=1,step=1", tmp_path / "run", limit=2,
+                     device="cpu", plots=False)
+    (w,) = [w for w in res.warnings if "--limit" in w]
+    assert w.startswith("--limit 2 covers class 0 of 10") and "--sample" not in w

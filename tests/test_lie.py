@@ -224,6 +224,18 @@ def test_groups_without_generators_and_bad_options_are_refused() -> None:
         measure(SmoothCNN(), "rotation", x, method="exact")
     with pytest.raises(OptionError, match="step"):
         measure(SmoothCNN(), "rotation", x, step=0.0)
+    for bad in (math.inf, math.nan, -1.0):  # inf passed and crashed writing run.json (exit 70)
+        with pytest.raises(OptionError, match="--step must be a positive number"):
+            measure(SmoothCNN(), "rotation", x, step=bad)
+
+
+@pytest.mark.parametrize("args,needle", [(["--step", "inf"], "--step must be a positive number"),
+                                         (["--normalize", "nan,1"], "--normalize")])
+def test_non_finite_numbers_are_usage_errors(tmp_path, args, needle) -> None:  # noqa: ANN001
+    res = CliRunner().invoke(app, ["lie", "sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "2",
+                                   "--no-plots", "--out", str(tmp_path / "run"), *args])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and len(res.output.strip().splitlines()) == 1
 
 
 def test_the_run_folder(tmp_path) -> None:  # noqa: ANN001

@@ -205,6 +205,33 @@ def test_spec_errors_are_one_clear_line(text, needle):
     assert needle in msg and "\n" not in msg
 
 
+@pytest.mark.parametrize("text,needle,not_there", [
+    ("rotation:step=720", "step (720) is larger than a full turn", "stop"),
+    ("rotation:step=inf", "step must be positive and finite", "stop"),
+    ("rotation:step=1e-9", "use a larger step", "covers more than a full turn"),
+    ("rotation:start=0,stop=10,step=30", "step (30) is larger than", "below"),
+    ("shift:extent=1,step=5", "step (5) is larger than", "below"),
+    ("scale:step=inf", "step must be positive and finite", "would make"),
+    ("perspective:step=-1", "step must be positive", "below"),
+    ("viewpoint:rot_step=inf", "rot_step must be positive and finite", "stop"),
+    ("rotation:step=90,step=45", "'step' is given twice", "valid"),
+    ("rotation:padding=zeros,padding=border", "'padding' is given twice", "valid"),
+])
+def test_step_errors_are_about_step(text, needle, not_there):
+    """The step is checked first: no message about a stop the user never gave."""
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, image_size=SIZE)
+    msg = str(info.value)
+    assert needle in msg and not_there not in msg and "\n" not in msg
+
+
+def test_a_step_no_larger_than_the_range_is_accepted():
+    assert parse_spec("rotation:step=360").group.elements[:, 0].tolist() == [0.0]
+    assert len(parse_spec("scale:start=1,stop=1").group) == 1  # a range of one point: any step
+    assert len(parse_spec("shift:extent=0", image_size=SIZE).group) == 1
+    parse_spec("shift:extent=0.25", image_size=SIZE)  # a default step larger than the range is not the user's
+
+
 def test_canonical_spec_round_trips():
     s = parse_spec("rotation:step=15,mask=circle")
     again = parse_spec(s.canonical)

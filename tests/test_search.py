@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -192,3 +193,49 @@ def test_gate_says_plainly_that_it_does_not_read_search_runs(tmp_path):
     search_run(["sample:mnist-cnn"], "sample:mnist500", ["rotation:step=90"], out, limit=4, plots=False)
     with pytest.raises(OutputError, match="holds a 'nero search' run"):
         open_run(out)
+
+
+def _cli(*args):
+    from nero_cli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("tol", ["0", "-1", "nan", "inf", "-inf"])
+def test_tol_must_be_a_positive_finite_number(tmp_path, tol):
+    """--tol 0 bisected forever; nan and inf crashed writing run.json (exit 70): a usage error first."""
+    r = _cli("search", "sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "3", "-g", "rotation:step=90",
+             "--tol", tol, "--no-plots", "--out", tmp_path / "sx")
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "--tol must be a positive number" in lines[0] and "Traceback" not in r.output
+    assert not (tmp_path / "sx").exists()
+    with pytest.raises(OptionError, match="--tol"):
+        search(CentreOfMassX(CENTRE), blobs(2), "shift:extent=2,step=1", labels=np.zeros(2, int), device="cpu",
+               tol=float(tol))
+
+
+@pytest.mark.parametrize("spec", ["shift:extent=0", "scale:start=1,stop=1", "rotation:step=360"])
+def test_a_grid_of_the_identity_alone_is_a_usage_error(tmp_path, spec):
+    """As nero layers says it: nothing to search along (was exit 70, 'No objects to concatenate')."""
+    with pytest.raises(OptionError, match="holds only the identity"):
+        search(CentreOfMassX(CENTRE), blobs(2), spec, labels=np.zeros(2, int), device="cpu")
+    r = _cli("search", "sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "2", "-g", spec, "--no-plots",
+             "--out", tmp_path / "s")
+    assert r.exit_code == 2 and "holds only the identity" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_median_breaking_is_the_usual_median():
+    """The mean of the two middle values (as numpy's median), never-broken samples beyond the range."""
+    from nero_cli.breaking import summarise
+
+    def median(breaking):
+        n = len(breaking)
+        t = pd.DataFrame({"model": "m", "group": "shift", "axis": "dx", "breaking": breaking,
+                          "worst_value": np.zeros(n), "correct_at_identity": pd.array([True] * n, dtype="boolean")})
+        return summarise(t)["m"]["shift/dx"]["median_breaking"]
+
+    assert median([1.0, 2.0, 3.0, 4.0]) == pytest.approx(np.median([1.0, 2.0, 3.0, 4.0])) == 2.5
+    assert median([4.0, 1.0, 3.0]) == 3.0
+    assert median([1.0, 2.0, 3.0, np.nan]) == 2.5
+    assert median([1.0, 2.0, np.nan, np.nan]) is None  # the upper middle value lies beyond the range

@@ -124,6 +124,47 @@ def test_stratified_draw_is_sorted_deterministic_and_per_class():
     assert len(keep) == 7 and keep.tolist() == sorted(keep.tolist()) and not notes
 
 
+def _old_draw(labels: np.ndarray, quota: list[int], seed: int) -> np.ndarray:
+    """The draw before ties were broken at random: one generator, classes in order."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in enumerate(quota)]
+    return np.sort(np.concatenate(picks))
+
+
+def test_largest_remainder_ties_are_broken_at_random_for_each_seed():
+    """--sample 7 of 10 equal classes gave classes 0-6 whatever the seed (ties went to the earlier
+    class): now the seed decides which classes get the extra samples, the same for a seed every time."""
+    labels = np.repeat(np.arange(10), 50)
+    for n, sizes in ((7, [0] * 3 + [1] * 7), (15, [1] * 5 + [2] * 5)):
+        seen = set()
+        for seed in range(8):
+            a = stratified(labels, n, seed)
+            counts = np.bincount(labels[a], minlength=10)
+            assert sorted(counts.tolist()) == sizes
+            assert a.tolist() == stratified(labels, n, seed).tolist()  # deterministic for a seed
+            seen.add(tuple(counts.tolist()))
+        assert len(seen) > 1, seen
+    assert {c for seed in range(20) for c in np.unique(labels[stratified(labels, 7, seed)])} == set(range(10))
+
+
+def test_draws_without_ties_are_unchanged():
+    """Only the tie order changed: without ties the draw is byte-identical to the one before."""
+    labels = np.repeat(np.arange(10), 50)
+    for seed in (0, 5, 9):
+        assert stratified(labels, 20, seed).tolist() == _old_draw(labels, [2] * 10, seed).tolist()
+    labels = np.repeat(np.arange(4), [13, 7, 29, 51])  # shares 1.3, 0.7, 2.9, 5.1 of 10: no tie
+    assert quotas(np.array([13, 7, 29, 51]), 10).tolist() == [1, 1, 3, 5]
+    for seed in (0, 3):
+        assert stratified(labels, 10, seed).tolist() == _old_draw(labels, [1, 1, 3, 5], seed).tolist()
+
+
+def test_classes_by_name_on_data_without_class_names(tmp_path, mnist):
+    """No class_names in the .npz: say so and what --classes takes instead (an empty 'known:' list before)."""
+    np.savez(tmp_path / "d.npz", images=mnist["images"][::50], labels=mnist["labels"][::50])
+    err = one_line(cli("sample:mnist-cnn", "--data", tmp_path / "d.npz", "--classes", "foo", out=tmp_path / "r"), 4)
+    assert "'foo'" in err and "no class names" in err and "class ids" in err and "known: " not in err
+
+
 def test_sample_on_the_command_line(tmp_path):
     r = cli("sample:mnist-cnn", "--data", "sample:mnist500", "--sample", "20", "--seed", "5", out=tmp_path / "run")
     assert r.exit_code == 0, r.stderr
@@ -145,6 +186,8 @@ def test_sample_and_limit_together_is_a_usage_error(tmp_path):
     assert "--limit and --sample" in err
     assert "positive" in one_line(cli("sample:mnist-cnn", "--data", "sample:mnist500", "--sample", "0",
                                       out=tmp_path / "run"), 2)
+    assert "--seed must be 0 or more" in one_line(cli("sample:mnist-cnn", "--data", "sample:mnist500", "--sample",
+                                                      "5", "--seed", "-1", out=tmp_path / "run"), 2)  # was exit 70
 
 
 def test_limit_warns_when_it_misses_classes(tmp_path):
