@@ -1,7 +1,7 @@
 """A content-addressed cache of evaluated (model, orbit) pieces of the results table.
 
 The key hashes everything that determines the rows: the checkpoint's bytes (sha256 of each
-file), the data's content and the selected samples, the group spec, the task, the reference
+file) and the model's Python code (``LoadedModel.code_sha256``), the data's content and the selected samples, the group spec, the task, the reference
 mode, normalisation, batch size, device and nero's version. Re-running a sweep evaluates
 only what changed. Entries are ``.npz`` files (plain arrays, loaded with
 ``allow_pickle=False``) under ``$NERO_CACHE_DIR`` or ``~/.cache/nero``, named

@@ -140,7 +140,7 @@ class Sweep:
 
     def key_parts(self, runner: ModelRunner, plan: OrbitPlan) -> dict[str, Any]:
         m = runner.model
-        return {"model": m.sha256, "format": m.format, "source": m.source, "data": self.data_key,
+        return {"model": m.sha256, "code": m.code_sha256, "format": m.format, "source": m.source, "data": self.data_key,
                 "spec": plan.spec.canonical, "label": plan.label, "task": self.task.name, "reference": self.reference,
                 "normalize": runner.normalize, "batch_size": self.batch_size, "device": str(runner.device),
                 "options": self.options, "params": self.params, "columns": [c.name for c in self.task.columns],

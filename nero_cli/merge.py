@@ -31,7 +31,8 @@ def _recorded_models(info: dict[str, Any]) -> list[ModelRunner]:
     """Runners over the models named in a run.json; they carry names and provenance and never run."""
     dev = resolve_device("cpu")
     return [ModelRunner(LoadedModel(name=m["name"], module=None, source=m["source"], format=m["format"],  # type: ignore[arg-type]
-                                    sha256=m["sha256"], meta=ModelMeta()), dev) for m in info["models"]]
+                                    sha256=m["sha256"], meta=ModelMeta(), code_sha256=m.get("code_sha256") or {}), dev)
+            for m in info["models"]]
 
 
 def shard_infos(run_dirs: Sequence[Path], spill: str) -> list[tuple[Path, dict[str, Any]]]:

@@ -205,6 +205,7 @@ class Loaded:
     default_name: str  # the model's name unless --name or the metadata give one
     sha256: dict[str, str] = field(default_factory=dict)  # file name -> digest
     sidecar: ModelMeta | None = None  # metadata found next to the file (or the sample's)
+    code: tuple[Any, ...] = ()  # what built the module beside its layers' classes (a factory)
 
 
 @dataclass(frozen=True)
@@ -318,10 +319,10 @@ def _load_factory(request: ModelRequest) -> Loaded:
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"{arg}: the factory returned {type(module).__name__}, expected a torch.nn.Module")
     if not weights:
-        return Loaded(module, arg.rpartition(":")[2])
+        return Loaded(module, arg.rpartition(":")[2], code=(factory,))
     wpath = Path(weights)
     _apply_state_dict(module, load_state_dict(wpath), str(wpath))
-    return Loaded(module, wpath.stem, {wpath.name: sha256_file(wpath)}, sidecar_meta(wpath))
+    return Loaded(module, wpath.stem, {wpath.name: sha256_file(wpath)}, sidecar_meta(wpath), (factory,))
 
 
 # -- checkpoint files -----------------------------------------------------------------------

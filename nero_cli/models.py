@@ -18,20 +18,27 @@ mode. Adding a format (ONNX, say) is one loader function and one registry entry 
 
 An optional sidecar ``MODEL.json`` (or ``meta=FILE``) gives ``task``, ``class_names``,
 ``input_shape`` and ``normalize: {mean: [...], std: [...]}``.
+
+Beside the sha256 of the files it read, a model records the sha256 of the Python files that
+define it (``code_sha256``: its factory's file and the modules of its layers' classes, not
+torch's, the standard library's or nero's): the result cache and ``--resume`` then notice an
+edited ``forward`` as they notice new weights.
 """
 
 from __future__ import annotations
 
+import sys
+import sysconfig
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from .model_formats import (FORMATS, ModelFormat, ModelMeta, ModelRequest, find_format, load_state_dict, quiet_torch,
                             read_meta, sha256_file)
 
-__all__ = ["FORMATS", "LoadedModel", "ModelFormat", "ModelMeta", "expected_input", "export_signature", "load_model",
+__all__ = ["FORMATS", "LoadedModel", "code_digests", "ModelFormat", "ModelMeta", "expected_input", "export_signature", "load_model",
            "load_state_dict", "read_meta", "set_eval", "sha256_file"]
 
 @dataclass
@@ -44,6 +51,27 @@ class LoadedModel:
     format: str
     sha256: dict[str, str] = field(default_factory=dict)  # file -> digest
     meta: ModelMeta = field(default_factory=ModelMeta)
+    code_sha256: dict[str, str] = field(default_factory=dict)  # module (a factory file: its name) -> digest
+
+
+#: Top-level packages whose code is not the model's (their versions are recorded apart).
+NOT_MODEL_CODE = {"torch", "builtins", "onnx", "onnxruntime", "onnxscript", "nero_cli", "safetensors", "numpy"}
+
+
+def code_digests(objects: Iterable[Any]) -> dict[str, str]:
+    """sha256 of the Python files that define ``objects`` (a factory, the classes of a model's
+    layers), by module name (a file imported as ``file.py:callable`` by its file name)."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    found: dict[str, str] = {}
+    for obj in objects:
+        name = getattr(obj, "__module__", None) or ""
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if not path or not path.endswith(".py") or name.split(".")[0] in NOT_MODEL_CODE or path.startswith(stdlib):
+            continue
+        key = Path(path).name if name.startswith("_nero_user_") else name
+        if key not in found:
+            found[key] = sha256_file(Path(path))
+    return dict(sorted(found.items()))
 
 
 def set_eval(module: torch.nn.Module) -> None:
@@ -110,5 +138,6 @@ def load_model(arg: str, weights: str | None = None, meta: str | None = None, na
     if before_eval is not None:
         before_eval(module)
     set_eval(module)
+    code = code_digests([*loaded.code, *(type(m) for m in module.modules())])
     return LoadedModel(name=name or meta_obj.name or loaded.default_name, module=module, source=arg, format=fmt.name,
-                       sha256=dict(loaded.sha256), meta=meta_obj)
+                       sha256=dict(loaded.sha256), meta=meta_obj, code_sha256=code)

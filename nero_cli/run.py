@@ -240,7 +240,7 @@ def _checked_batch_size(p: Prepared, batch_size: int | str, amp: bool, yes: bool
 
 def _sweep_key(p: Prepared, reference: str, batch_size: int, seed: int, score_threshold: float, amp: bool,
                channels_last: bool, floor: bool = True) -> dict[str, Any]:
-    return {"models": [(m.name, m.source, m.sha256) for m in p.models], "data": p.dataset.sha256,
+    return {"models": [(m.name, m.source, m.sha256, m.code_sha256) for m in p.models], "data": p.dataset.sha256,
             "index": p.dataset.index.tolist(), "groups": [s.canonical for s in p.specs], "task": p.task.name,
             "reference": reference, "batch_size": batch_size, "normalize": p.normalize, "seed": seed,
             "score_threshold": score_threshold, "device": str(p.device), "amp": amp, "channels_last": channels_last,
@@ -404,7 +404,7 @@ def write_run(tmp: Path, out: Path, p: Prepared, ev: Evaluation, agg: Mapping[st
             "record": record,
             "groups": {pl.label: pl.spec.canonical for pl in ev.plans},
             "models": [{"name": m.name, "source": m.source, "format": m.format, "sha256": m.sha256,
-                        "random_init": m.name in p.random_init} for m in p.models],
+                        "code_sha256": m.code_sha256, "random_init": m.name in p.random_init} for m in p.models],
             "data": ({**data, "n_samples": totals.n_samples} if data is not None else
                      {"source": dataset.source, "sha256": dataset.sha256, **data_path(dataset.source),
                       "n_samples": totals.n_samples, **p.data_record,

@@ -257,3 +257,44 @@ def test_a_run_keeps_the_cache_under_its_cap(cache_dir, tmp_path, monkeypatch):
     info = Cache(cache_dir).info()
     assert info.entries == 1 and info.size <= one + one // 2
     assert "1 of 1" in evaluate("sample:mnist-c4", "--out", tmp_path / "c")  # the newer piece stayed
+
+
+NET = """import torch
+
+
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * {k}
+
+
+def build():
+    torch.manual_seed(0)
+    return M()
+"""
+
+
+def test_an_edited_model_file_is_not_served_from_the_cache(cache_dir, tmp_path):
+    """The key holds the sha256 of the file defining the model, not only of its weights: an
+    edited forward is evaluated again (it was served the old rows)."""
+    from safetensors.torch import save_file
+
+    net, weights = tmp_path / "net.py", tmp_path / "w.safetensors"
+    net.write_text(NET.format(k="1.0"))
+    torch = __import__("torch")
+    torch.manual_seed(0)
+    save_file({"fc.weight": torch.randn(10, 784) / 28, "fc.bias": torch.zeros(10)}, str(weights))
+    model = [f"{net}:build", "--weights", weights]
+    evaluate(*model, "--out", tmp_path / "a")
+    net.write_text(NET.format(k="30.0"))  # another length: Python's bytecode cache cannot mistake it
+    edited = evaluate(*model, "--out", tmp_path / "b")
+    assert "reused" not in edited
+    again = evaluate(*model, "--out", tmp_path / "c")
+    assert "1 of 1 (model, group) pieces reused" in again
+    a, b, c = (pd.read_csv(tmp_path / x / "results.csv") for x in "abc")
+    assert not a["confidence"].equals(b["confidence"]) and b.equals(c)
+    info = __import__("json").loads((tmp_path / "b" / "run.json").read_text())
+    assert list(info["models"][0]["code_sha256"]) == ["net.py"]

@@ -23,8 +23,10 @@ ARGS = ["sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "60", "-g", 
         "--no-cache", "--plot-samples", "none", "--batch-size", "16"]
 
 
-def nero(out: Path, *extra: str, env: dict | None = None, limit: str = "60") -> subprocess.Popen:
+def nero(out: Path, *extra: str, env: dict | None = None, limit: str = "60", extra_model: str | None = None) -> subprocess.Popen:
     args = [a if a != "60" else limit for a in ARGS]
+    if extra_model:  # this model instead of the sample
+        args[0] = extra_model
     return subprocess.Popen([sys.executable, "-m", "nero_cli", "evaluate", *args, "--out", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1])
@@ -103,3 +105,18 @@ def test_sigterm_is_an_interruption_and_resume_completes_identically(tmp_path):
     assert nero(out, "--resume", limit="200").wait(120) == 0
     assert rr.open_run(out).info["resumed_chunks"] >= 1
     _same(out, ref)
+
+
+def test_resume_refuses_a_model_whose_code_changed(tmp_path):
+    """--resume continues only the same sweep: an edited model file (its weights unchanged) is
+    another model, as new weights are."""
+    net = tmp_path / "net.py"
+    net.write_text("import sample_models\n\n\ndef build():\n    return sample_models.build_sample('mnist-cnn')\n")
+    out = tmp_path / "run"
+    p = nero(out, limit="200", extra_model=f"{net}:build")
+    _first_chunk(out)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(60) == 130
+    net.write_text(net.read_text() + "# edited\n")
+    r = nero(out, "--resume", limit="200", extra_model=f"{net}:build")
+    assert r.wait(120) == 2 and "other models" in r.stderr.read()
