@@ -5,7 +5,8 @@ or, in a file with neither, its top level); without ``--config`` it reads ``./ne
 ``[evaluate]``, else ``./pyproject.toml`` ``[tool.nero.evaluate]`` (``--no-config``: neither).
 Keys are the command's option names without the dashes (``batch-size`` or ``batch_size``), plus
 ``models`` and ``data``/``groups``; a repeatable option takes a list or a single value, a flag a
-boolean. The command line overrides the file, option by option; relative paths in the file are
+boolean, an integer option an integer, a float option a number, a path a string, another option a
+string or an integer; anything else, or one option under two spellings, is refused. The command line overrides the file, option by option; relative paths in the file are
 relative to the file's folder. The merged options are recorded in run.json (``configuration``).
 
 The module is pure (no click objects): :func:`merge` takes the command's parameters as
@@ -108,7 +109,7 @@ def _relative(value: str, base: Path) -> str:
 def _value(param: Param, value: Any, where: str, base: Path) -> Any:
     if param.flag:
         if not isinstance(value, bool):
-            raise OptionError(f"{where}: '{param.key}' is a flag; expected true or false, got {value!r}")
+            raise OptionError(f"{where}: '{param.key}' is a flag; expected true or false, got {_toml(value)}")
         return value
     items = value if isinstance(value, list) else [value]
     if not param.multiple and isinstance(value, list):
@@ -118,6 +119,62 @@ def _value(param: Param, value: Any, where: str, base: Path) -> Any:
     if param.name in PATH_OPTIONS or param.key in PATH_OPTIONS:
         items = [_relative(str(v), base) for v in items]
     return items if param.multiple else items[0]
+
+
+def _toml(value: Any) -> str:
+    """``value`` as it reads in the TOML file (``true``, ``"5"``, ``3.7``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+def _expected(param: Param, converted: Any) -> tuple[str, Callable[[Any], bool]]:
+    """What the option takes in a file, by the type its value converts to, and a test of a TOML value:
+    integers for integer options, numbers (not bools) for float options, strings for paths, strings or
+    integers (``batch-size = 64``, ``classes = [3, 5]``) for the other string options."""
+    if isinstance(converted, int) and not isinstance(converted, bool):
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(converted, float):
+        return "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if param.name in PATH_OPTIONS or param.key in PATH_OPTIONS:
+        return "a string", lambda v: isinstance(v, str)
+    return "a string", lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _check_type(param: Param, raw: str, value: Any, converted: Any, where: str) -> None:
+    """Refuse a file value of the wrong TOML type that the option's conversion would have coerced
+    (``limit = 3.7`` to 3, ``limit = true`` to 1, ``score-threshold = true`` to 1.0, ``device = true`` to "True")."""
+    if param.flag:
+        return
+    items = value if isinstance(value, list) else [value]
+    outs = list(converted) if param.multiple and isinstance(converted, (list, tuple)) else [converted]
+    for item, out in zip(items, outs):
+        expected, ok = _expected(param, out)
+        if not ok(item):
+            what = f"{expected} or a list of {expected.split(' ', 1)[1]}s" if param.multiple else expected
+            raise OptionError(f"{where}: '{raw}' must be {what}, got {_toml(item)}"
+                              f"{' in the list' if isinstance(value, list) else ''}")
+
+
+def _key(raw: str, aliases: Mapping[str, str]) -> str:
+    """The option a file key names: dashes for underscores, then ``aliases`` (``model`` is ``models``)."""
+    key = raw.replace("_", "-")
+    return aliases.get(key, key)
+
+
+def _one_spelling(values: Mapping[str, Any], aliases: Mapping[str, str], where: str) -> None:
+    """Refuse one option given twice in the table under two spellings (``no-plots`` and ``no_plots``,
+    ``models`` and ``model``): which one wins would be the file's key order."""
+    seen: dict[str, str] = {}
+    for raw in values:
+        key = _key(raw, aliases)
+        if key in seen:
+            raise OptionError(f"{where}: '{seen[key]}' and '{raw}' are the same option; keep one of them")
+        seen[key] = raw
 
 
 def merge(params: Sequence[Param], given: Mapping[str, Any], on_command_line: set[str], cfg: ConfigFile,
@@ -132,9 +189,9 @@ def merge(params: Sequence[Param], given: Mapping[str, Any], on_command_line: se
     aliases = {"model": "models", "group": "group", "groups": "group"}
     where = cfg.label
     base = cfg.path.parent if cfg.path else Path(".")
+    _one_spelling(cfg.values, aliases, where)
     for raw, value in cfg.values.items():
-        key = raw.replace("_", "-")
-        key = aliases.get(key, key)
+        key = _key(raw, aliases)
         param = by_key.get(key)
         if param is None or key in REFUSED:
             raise OptionError(f"{where}: unknown option '{raw}'; {did_you_mean(key, list(by_key))}"
@@ -142,11 +199,13 @@ def merge(params: Sequence[Param], given: Mapping[str, Any], on_command_line: se
         if param.name in on_command_line:
             continue
         try:
-            merged[param.name] = convert(param.name, _value(param, value, where, base))
+            converted = convert(param.name, _value(param, value, where, base))
         except OptionError:
             raise
         except Exception as exc:  # noqa: BLE001  (a value the option's type rejects)
-            raise OptionError(f"{where}: '{raw}' = {value!r}: {exc}") from None
+            raise OptionError(f"{where}: '{raw}' = {_toml(value)}: {exc}") from None
+        _check_type(param, raw, value, converted, where)
+        merged[param.name] = converted
         from_file[param.key] = value
     return merged, from_file
 

@@ -86,7 +86,61 @@ def test_bad_config_values_are_one_line(tmp_path, monkeypatch, line, message):
     r = run("evaluate", "--config", "run.toml", "--out", "e")
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("line,message", [
+    # integer options: integers only (no bools, no floats, not even 3.0, no quoted numbers)
+    ("limit = true", "'limit' must be an integer, got true"),
+    ("limit = 3.7", "'limit' must be an integer, got 3.7"),
+    ("limit = 3.0", "'limit' must be an integer, got 3.0"),
+    ('limit = "5"', "'limit' must be an integer, got \"5\""),
+    ("seed = 1.9", "'seed' must be an integer, got 1.9"),
+    ("sample = false", "'sample' must be an integer, got false"),
+    # float options: numbers, not bools or strings
+    ("score-threshold = true", "'score-threshold' must be a number, got true"),
+    ('score_threshold = "0.5"', "'score_threshold' must be a number, got \"0.5\""),
+    # string options: strings (integers where they read as one, e.g. batch-size = 64), no bools or floats
+    ("device = true", "'device' must be a string, got true"),
+    ("batch-size = 1.5", "'batch-size' must be a string, got 1.5"),
+    ("shard = 1979-05-27", "'shard' must be a string, got 1979-05-27"),
+    ("classes = [3, true]", "'classes' must be a string or a list of strings, got true in the list"),
+    ("name = false", "'name' must be a string or a list of strings, got false"),
+    # path options: strings only
+    ("meta = true", "'meta' must be a string or a list of strings, got true"),
+    ("weights = [1]", "'weights' must be a string or a list of strings, got 1 in the list"),
+    # one option under its two spellings
+    ("no_plots = false", "'no-plots' and 'no_plots' are the same option"),
+    ('model = "sample:mnist-cnn"', "'models' and 'model' are the same option"),
+    ('groups = "rotation:step=180"', "'group' and 'groups' are the same option"),
+])
+def test_wrong_types_and_twice_given_options_are_refused(tmp_path, monkeypatch, line, message):
+    test_bad_config_values_are_one_line(tmp_path, monkeypatch, line, message)
+
+
+def test_a_path_must_be_a_string(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text("[evaluate]\n" + BASE.replace('data = "sample:mnist500"', "data = 500"))
+    r = run("evaluate", "--config", "run.toml", "--out", "e")
+    assert r.exit_code == 2 and "run.toml [evaluate]: 'data' must be a string, got 500" in r.output, r.output
+
+
+def test_a_twice_given_option_is_refused_even_when_the_command_line_sets_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text("[evaluate]\n" + BASE + "no_plots = false\n")
+    r = run("evaluate", "--config", "run.toml", "--out", "e", "--no-plots")
+    assert r.exit_code == 2 and "'no-plots' and 'no_plots' are the same option" in r.output, r.output
+
+
+def test_numbers_where_options_take_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text("[evaluate]\n" + BASE + "score-threshold = 1\nbatch-size = 4\nseed = 0\n")
+    r = run("evaluate", "--config", "run.toml", "--out", "g")
+    assert r.exit_code == 0, r.output
+    conf = run_json(tmp_path / "g")["configuration"]
+    assert conf["options"]["score_threshold"] == 1.0 and conf["options"]["batch_size"] == "4"
+    assert conf["from_file"]["score-threshold"] == 1 and conf["options"]["seed"] == 0
 
 
 def test_json_prints_summary_json_as_written(tmp_path, monkeypatch):
