@@ -218,7 +218,7 @@ class Sweep:
                     loader.prefetch(s0 + per_chunk)
                 outputs = runner.orbit(x, action, g, per_pass, task.prepare, self.progress)
                 if s0 == 0 and task.check is not None:
-                    task.check(outputs, data, runner.name)
+                    task.check(outputs, data, runner.name, self.reference)
                 chunk = self.chunk(plan, output, s0, x.shape[0])
                 ctx = task.score(output.pull_back(outputs, range(g)), chunk)
                 if task.input_kind in PLANAR_INPUTS:

@@ -130,3 +130,15 @@ def test_sample_digitseg_through_the_cli(tmp_path):
     assert s["mean_iou"] > 0.85 and s["pixel_accuracy"] > 0.97  # upright digits, as trained
     assert s["orbit_mean_iou"] < s["mean_iou"] - 0.2  # trained upright only: turns and flips hurt
     assert any("_error-maps_sample-" in p.name and p.suffix == ".png" for p in (out / "plots").iterdir())
+
+
+def test_a_mask_ignored_everywhere_is_refused_against_the_labels():
+    """Such a sample has no pixel to score: counted, it would score a perfect 1.0 (it did)."""
+    from nero_cli.errors import DataError
+
+    d = _data()
+    d["masks"][2] = IGNORE
+    with pytest.raises(DataError, match=r"masks of 1 sample\(s\) \(2\) are ignored \(255\) everywhere"):
+        nero_cli.evaluate(Threshold(), d, "d4", task="segmentation", device="cpu")
+    table, _ = nero_cli.evaluate(Threshold(), d, "d4", task="segmentation", device="cpu", reference="consensus")
+    assert table["pixel_accuracy"].notna().all()

@@ -100,8 +100,9 @@ class TaskRecord:
     #: ``(spec, channels, limit, classes) -> Dataset`` for ``--data`` forms beyond ``.npz`` (image folders);
     #: default: ``.npz`` only. ``limit`` / ``classes`` only bound what is read (see :meth:`load_data`).
     load: Callable[[str, int | None, int | None, list[str] | None], Any] | None = None
-    #: ``(first outputs, data, model name)``: checks that need outputs (labels within the classes).
-    check: Callable[[torch.Tensor, Any, str], None] | None = None
+    #: ``(first outputs, data, model name, reference)``: checks that need outputs (labels within the
+    #: classes) or the reference (``labels`` or ``consensus``).
+    check: Callable[[torch.Tensor, Any, str, str], None] | None = None
     #: ``(pulled-back outputs, chunk) -> (G, B, H, W)`` per-pixel error maps, for the mosaic plots.
     pixel_map: Callable[[torch.Tensor, Chunk], torch.Tensor] | None = None
     pixel_map_label: str = ""

@@ -19,7 +19,7 @@ def prepare_logits(out: Any, n: int, model_name: str, task: str = "classificatio
                    finite=finite)
 
 
-def check_labels(outputs: torch.Tensor, data: Any, model_name: str) -> None:
+def check_labels(outputs: torch.Tensor, data: Any, model_name: str, reference: str = "labels") -> None:
     labels, k = data.labels, outputs.shape[-1]
     if labels is not None and len(labels) and int(labels.max()) >= k:
         raise DataError(f"labels go up to {int(labels.max())} but model {model_name} has {k} classes; "

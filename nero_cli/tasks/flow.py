@@ -44,7 +44,8 @@ RMSE = metric("rmse", lambda c: c["rmse"], label="RMS vector error (px)", unit="
               doc="root of the mean over valid pixels of the squared endpoint error")
 FIELD_ERROR = metric("equivariance_error", lambda c: c["eq"], label="equivariance error", unit="relative L2",
                      higher=False, standard=False, range=None,
-                     doc="‖g⁻¹·f(g·x) − f(x)‖ / ‖f(x)‖ over valid pixels",
+                     doc="‖g⁻¹·f(g·x) − f(x)‖ / ‖f(x)‖ over valid pixels; where f(x) vanishes on the valid "
+                     "pixels: 0 if the pulled-back field does too, else 1 (the ratio is undefined there)",
                      extra=(("equivariance_error", "orbit"), ("max_equivariance_error", "max")))
 
 FLOW = TaskRecord(

@@ -27,7 +27,7 @@ def prepare_probs(out: Any, n: int, model_name: str, finite: bool = True) -> tor
     return torch.softmax(logits.double(), dim=1)
 
 
-def check_masks(outputs: torch.Tensor, data: Any, model_name: str) -> None:
+def check_masks(outputs: torch.Tensor, data: Any, model_name: str, reference: str = "labels") -> None:
     k, size = outputs.shape[2], tuple(outputs.shape[-2:])
     if size != data.size:
         raise ModelError(f"model {model_name}: returned {size[0]}x{size[1]} maps for {data.size[0]}x{data.size[1]} "
@@ -37,6 +37,12 @@ def check_masks(outputs: torch.Tensor, data: Any, model_name: str) -> None:
         top = int(masks[masks != IGNORE].max()) if bool((masks != IGNORE).any()) else -1
         if top >= k:
             raise DataError(f"masks go up to class {top} but model {model_name} has {k} classes; check --data")
+        blank = (masks == IGNORE).flatten(1).all(1).nonzero().flatten().tolist() if reference == "labels" else []
+        if blank:  # against the labels such a sample has no pixel to score: it would count as perfect
+            shown = ", ".join(str(int(data.index[i])) for i in blank[:5]) + (" ..." if len(blank) > 5 else "")
+            raise DataError(f"the masks of {len(blank)} sample(s) ({shown}) are ignored ({IGNORE}) everywhere: nothing "
+                            "in them can be scored against the labels; leave them out of --data or pass --reference "
+                            "consensus")
 
 
 def _vote(labels: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
