@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import torch
 
 from .data import Dataset, hash_arrays, images_from_arrays
-from .errors import DataError
+from .errors import DataError, OptionError
 from .prepare import prepare
 from .run import compute
 from .shaping import Shaping, parse_resize
@@ -75,6 +76,27 @@ def as_dataset(data: Any, task: str = "classification", labels: Any = None, shap
     if shaping is not None and rec.arrays is images_from_arrays:
         return images_from_arrays(arrays, digest, "<arrays>", None, shaping)
     return rec.arrays(arrays, digest, "<arrays>", None)
+
+
+def as_data(data: Any, task: str | None = None, labels: Any = None) -> Any:
+    """``data`` as :func:`nero_cli.prepare.prepare` takes it: a path, ``sample:NAME`` or Dataset as
+    given (``labels=`` refused: a file carries its own); arrays, a dict of arrays, tensors or a torch
+    Dataset as a Dataset for ``task`` (see :func:`as_dataset`)."""
+    if isinstance(data, (str, Path, Dataset)):
+        if labels is not None and not isinstance(data, Dataset):
+            raise DataError("labels= is for in-memory data; a --data file carries its own labels")
+        return str(data) if isinstance(data, Path) else data
+    return as_dataset(data, task or "classification", labels)
+
+
+def one_group(group: Any, command: str) -> str:
+    """The one group spec of ``command`` (``nero lie``, ``nero layers``): a string, or a list of one;
+    several are refused (their run folders record one group), never silently cut to one."""
+    groups = [group] if isinstance(group, str) else list(group)
+    if len(groups) != 1 or not isinstance(groups[0], str):
+        given = " ".join(f"--group {g}" for g in groups) or "no --group"
+        raise OptionError(f"{command} takes one --group per run, got {given}; run it once per group")
+    return groups[0]
 
 
 def evaluate(models: Any, data: Any, groups: str | Sequence[str], *, task: str | None = None,

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from . import runrecord as rr
-from .api import as_dataset
+from .api import as_data
 from .errors import OptionError
 from .outdir import building, claim, listing
 from .prepare import Prepared, prepare, resolve_batch_size
@@ -177,8 +177,7 @@ def _prepared(models: Any, data: Any, groups: Sequence[str] | str, o: dict[str, 
     groups = [groups] if isinstance(groups, str) else list(groups)
     if o.get("task"):
         check_task(get_task(o["task"]))
-    if not isinstance(data, str):
-        data = as_dataset(data, o.get("task") or "classification", o.get("labels"))
+    data = as_data(data, o.get("task"), o.get("labels"))
     p = prepare(models, data, groups, task=o.get("task"), weights=o.get("weights", ()), meta=o.get("meta", ()),
                 names=o.get("names", ()), trust_checkpoint=o.get("trust_checkpoint", False),
                 normalize=o.get("normalize"), limit=o.get("limit"), sample=o.get("sample"), seed=o.get("seed", 0),
@@ -283,13 +282,14 @@ def _write(tmp: Path, p: Prepared, table: pd.DataFrame, summary: dict[str, Any],
     return files
 
 
-def search_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: Path, *, refine: int = 12,
+def search_run(models: Sequence[Any], data: Any, groups: Sequence[str] | str, out: Path, *, refine: int = 12,
                tol: float | None = None, reference: str = "auto", batch_size: int | str = 256, plots: bool = True,
                iou_threshold: float | None = None, overwrite: bool = False, command: Sequence[str] | None = None,
                **options: Any) -> SearchResult:
     """:func:`search`, written as a run folder ``out`` (``search.csv``, ``summary.json``, ``run.json``,
     ``plots/``) through the same locked, atomic path as ``nero evaluate``."""
     out, started = Path(out), _dt.datetime.now(_dt.timezone.utc)
+    groups = [groups] if isinstance(groups, str) else list(groups)
     if refine < 0:
         raise OptionError(f"--refine must be 0 or more, got {refine}")
     tol = check_tol(tol)

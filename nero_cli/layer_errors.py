@@ -51,6 +51,7 @@ import torch
 
 from orbits import ImageAction, planar_matrices
 
+from .api import as_data, one_group
 from .errors import ModelError, OptionError, identity_only
 from .outdir import claim
 from .layer_graph import UNINSPECTABLE, check_format
@@ -63,7 +64,7 @@ COLUMNS = ("model", "layer", "kind", "depth", "element", "own_error", "contribut
 HEAD = "(head)"
 #: Keyword options of :func:`layers_run`.
 OPTIONS = ("task", "weights", "meta", "names", "trust_checkpoint", "normalize", "random_init", "device", "seed",
-           "limit", "batch_size", "margin", "plots", "overwrite", "command")
+           "limit", "batch_size", "margin", "plots", "overwrite", "command", "labels")
 
 
 @dataclass(frozen=True)
@@ -362,11 +363,16 @@ def _movers(p: Prepared) -> tuple[dict[int, Mover], dict[int, str], Any]:
     return movers, {e: labels[e] for e in movers}, spec.input_action("image", size)
 
 
+def check_task(task: Any) -> None:
+    """Refuse a task nero layers cannot measure (image classifiers only, for now)."""
+    if task.input_kind != "image" or task.output != "invariant":
+        raise OptionError(f"nero layers measures image classifiers for now; the task {task.name} is not supported yet")
+
+
 def layer_table(p: Prepared, batch_size: int = 64, margin: int = 1) -> tuple[pd.DataFrame, dict[str, float]]:
     """layers.csv's rows for every model of ``p`` on every sample, and each model's end-to-end error
     (mean TV between the softmax at ``g·x`` and at ``x``, over samples and elements)."""
-    if p.task.input_kind != "image" or p.task.output != "invariant":
-        raise OptionError(f"nero layers measures image classifiers for now; the task {p.task.name} is not supported yet")
+    check_task(p.task)
     if len(p.specs) != 1 or not p.specs[0].group.is_planar:
         raise OptionError("nero layers takes one planar --group (rotation, shift, scale, perspective)")
     movers, labels, image_moves = _movers(p)
@@ -391,24 +397,35 @@ class LayersResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def layers(models: Sequence[Any], data: Any, group: str, out: Path | None = None, **options: Any) -> pd.DataFrame:
-    """layers.csv as a DataFrame (see the module docstring and :func:`layers_run` for the options)."""
+def layers(models: Any, data: Any, group: str | Sequence[str], out: Path | None = None,
+           **options: Any) -> pd.DataFrame:
+    """layers.csv as a DataFrame (see the module docstring and :func:`layers_run` for the options).
+    ``models`` is one model (an ``nn.Module``, a path, ``sample:NAME``) or a list of them."""
+    models = list(models) if isinstance(models, (list, tuple)) else [models]
     return layers_run(models, data, group, out, **options).table
 
 
-def layers_run(models: Sequence[Any], data: Any, group: str, out: Path | None = None, **kw: Any) -> LayersResult:
+def layers_run(models: Sequence[Any], data: Any, group: str | Sequence[str], out: Path | None = None,
+               **kw: Any) -> LayersResult:
     """Measure every layer of ``models`` on ``data`` under ``group``; write the run folder ``out`` if given.
 
+    ``data``: a ``--data`` string or path, a Dataset, an array of images, a dict of arrays
+    (``images``, optional ``labels``), a ``TensorDataset`` or a torch ``Dataset``, as for
+    :func:`nero_cli.evaluate`. ``group``: one planar spec (a list of one is taken; several are
+    refused, as the run folder records one group: measure once per group).
     Options (``kw``): ``task``, ``weights``, ``meta``, ``names``, ``trust_checkpoint``, ``normalize``,
     ``random_init``, ``device``, ``seed`` as for ``evaluate_run``; ``limit`` (first N samples, default
     64), ``batch_size`` (64), ``margin`` (pixels beyond each layer's reach kept off the border, 1),
-    ``plots`` (True), ``overwrite`` (False), ``command`` (recorded in run.json)."""
+    ``plots`` (True), ``overwrite`` (False), ``command`` (recorded in run.json), ``labels`` (of
+    in-memory images)."""
     started = _dt.datetime.now(_dt.timezone.utc)
     unknown = sorted(set(kw) - set(OPTIONS))
     if unknown:
         raise TypeError(f"layers_run() got unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
     if kw.get("batch_size", 64) <= 0 or kw.get("margin", 1) < 0:
         raise OptionError("--batch-size must be positive and --margin not negative")
+    group = one_group(group, "nero layers")
+    data = as_data(data, kw.get("task"), kw.pop("labels", None))
     if out is None:
         return _measure(models, data, group, kw)[0]
     out = Path(out)
@@ -428,7 +445,7 @@ def layers_run(models: Sequence[Any], data: Any, group: str, out: Path | None = 
 
 def _measure(models: Sequence[Any], data: Any, group: str, kw: dict[str, Any]) -> tuple[LayersResult, Prepared]:
     load = {k: kw[k] for k in OPTIONS[:9] if k in kw}
-    p = prepare(models, data, [group], limit=kw.get("limit", 64), can_sample=False, **load)
+    p = prepare(models, data, [group], limit=kw.get("limit", 64), can_sample=False, check_task=check_task, **load)
     table, output = layer_table(p, batch_size=kw.get("batch_size", 64), margin=kw.get("margin", 1))
     summary = summarise(table, output, p.specs[0], len(p.dataset))
     return LayersResult(None, table, summary, warnings=p.warnings), p

@@ -25,8 +25,9 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
                                            "torch.export .pt2 (unflattened into its submodules). Other "
                                            "TorchScript and ONNX graphs cannot be inspected layer by layer."),
         data: str = typer.Option(..., "--data", "-d", help=".npz, an ImageFolder directory, or sample:mnist500."),
-        group: str = typer.Option(..., "--group", "-g", help="One planar orbit spec, e.g. shift:extent=1,step=1 "
-                                  "(one-pixel shifts) or rotation:start=-15,stop=15,step=15."),
+        group: List[str] = typer.Option(..., "--group", "-g", help="One planar orbit spec (run once per group), "
+                                        "e.g. shift:extent=1,step=1 (one-pixel shifts) or "
+                                        "rotation:start=-15,stop=15,step=15."),
         out: Path = typer.Option(Path("nero-layers"), "--out", "-o", help="Run directory to write."),
         task: Optional[str] = typer.Option(None, "--task", help="classification (the only task supported for now)."),
         weights: Optional[List[str]] = typer.Option(None, "--weights", help="State dict for each factory model."),

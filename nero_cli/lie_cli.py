@@ -43,7 +43,8 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
                                            "(checkpoint, file.py:callable with --weights, sample:NAME)."),
         data: str = typer.Option(..., "--data", "-d", help="Images and labels, frame pairs (flow) or point clouds, as for "
                            "'nero evaluate'."),
-        group: str = typer.Option("rotation", "--group", "-g", help="rotation (d/dθ per degree), shift (d/dx, d/dy "
+        group: List[str] = typer.Option(["rotation"], "--group", "-g", help="One group (run once per group): "
+                                  "rotation (d/dθ per degree), shift (d/dx, d/dy "
                                   "per pixel), scale (d/d log s), perspective (d/dyaw, d/dpitch per degree; "
                                   "classification only) or, for point clouds, viewpoint (d/drot_x, rot_y, rot_z per "
                                   "degree); action options such as padding=border apply; with --along its grid is "

@@ -37,7 +37,7 @@ import torch
 from orbits import OrbitSpec
 
 from . import lie_fields
-from .api import as_dataset
+from .api import as_data, one_group
 from .data import Dataset
 from .errors import ModelError, OptionError, positive_number
 from .lie_output import COLUMNS, LIE_CSV, ORBIT_COLUMNS, SUMMARY_KEYS, plot, summarise, write_lie_run
@@ -222,13 +222,6 @@ class LieResult(NamedTuple):
     out: Path | None
 
 
-def _as_data(data: Any, task: str | None, labels: Any) -> Any:
-    """``--data`` as prepare takes it: a path, ``sample:NAME`` or Dataset as given; arrays as a Dataset."""
-    if isinstance(data, (str, Path, Dataset)):
-        return data
-    return as_dataset(data, task or "classification", labels)
-
-
 def _measured(p: Any, method: str, step: float, batch_size: int, along: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
     """lie.csv's table and summary.json for the prepared run ``p``."""
     spec = p.specs[0]
@@ -244,21 +237,23 @@ def _measured(p: Any, method: str, step: float, batch_size: int, along: bool) ->
     return table, summarise(table, spec.canonical, q.doc, record)
 
 
-def lie_run(models: Sequence[Any], data: Any, group: str = "rotation", out: Path | str | None = None, *,
+def lie_run(models: Sequence[Any], data: Any, group: str | Sequence[str] = "rotation", out: Path | str | None = None, *,
             task: str | None = None, labels: Any = None, method: str = "auto", step: float = 1e-2,
             batch_size: int = 64, along: bool = False, device: str = "auto", plots: bool = True,
             overwrite: bool = False, command: Sequence[str] | None = None, **load: Any) -> LieResult:
     """Measure the Lie derivative of ``models`` on ``data`` along each generator of ``group``
     (classification: rotation, shift, scale, perspective; flow: rotation, shift, scale; pointcloud:
     viewpoint) and, with ``out``, write the run folder ``out``. ``along``: at every element of the
-    group's grid too.
+    group's grid too. ``group``: one spec (a list of one is taken; several are refused, as a run
+    folder records one group: measure once per group).
 
     ``load`` takes :func:`nero_cli.prepare.prepare`'s options (weights, meta, names,
     trust_checkpoint, normalize, limit, sample, classes, seed, class_names, random_init, amp).
     """
     started = _dt.datetime.now(_dt.timezone.utc)
     _check(method, step, batch_size)  # before anything is loaded or claimed
-    data = _as_data(data, task, labels)
+    group = one_group(group, "nero lie")
+    data = as_data(data, task, labels)
     protect = [a for a in [*models, data] if isinstance(a, (str, Path)) and Path(str(a)).exists()]
     with claim(Path(out), "run", overwrite, protect) if out is not None else nullcontext():
         p = prepare(models, data, [group], task=task, device=device, extra_groups=lie_fields.FLOW_GROUPS, **load)
@@ -276,7 +271,7 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
             if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
 
 
-def lie(models: Any, data: Any, group: str = "rotation", **options: Any) -> pd.DataFrame:
+def lie(models: Any, data: Any, group: str | Sequence[str] = "rotation", **options: Any) -> pd.DataFrame:
     """The Python API: lie.csv's table (see :func:`lie_run`; ``out=DIR`` also writes the run folder).
     ``models`` is one model (an ``nn.Module``, a path, ``sample:NAME``) or a list of them."""
     models = list(models) if isinstance(models, (list, tuple)) else [models]

@@ -302,7 +302,7 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
             random_init: bool = False, device: str = "auto", plot_metric: str | None = None,
             compile: bool = False, channels_last: bool = False, amp: bool = False,
             extra_groups: Sequence[str] = (), resize: Any = None, center_crop: bool = False,
-            can_sample: bool = True) -> Prepared:
+            can_sample: bool = True, check_task: Callable[[TaskRecord], None] | None = None) -> Prepared:
     """Load and check models, data and group specs (everything that can fail before the sweep).
 
     ``classes``, then ``limit`` (the first N) or ``sample`` (a stratified random N for ``seed``)
@@ -313,6 +313,8 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
     differentiates flow along shifts and zooms, which ``evaluate`` does not sweep); the caller checks them.
     ``resize`` (``"H,W"``) and ``center_crop`` bring every image to one size (:mod:`nero_cli.shaping`).
     ``can_sample``: whether the command offers ``--sample`` (a ``--limit`` warning suggests it only then).
+    ``check_task``: called with the task once the models are loaded, before the data and groups are
+    read, so that a command refuses a task it cannot measure before naming its groups.
     """
     if not groups:
         raise OptionError("no --group given; e.g. --group rotation (see 'nero list groups')")
@@ -325,6 +327,8 @@ def prepare(models: Sequence[Any], data: Any, groups: Sequence[str], *, task: st
                                  seed=seed)
     _accelerate(loaded, compile, channels_last)
     task_rec = _task_for(loaded, task)
+    if check_task is not None:
+        check_task(task_rec)
     metric = _check_plot_metric(task_rec, plot_metric)
     runners = [ModelRunner(m, dev, norm, amp=amp, channels_last=channels_last) for m in loaded]
     dataset, notes = _load_data(data, task_rec, runners, sel, given, shaping)

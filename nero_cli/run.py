@@ -281,7 +281,7 @@ def _provenance(p: Prepared, ev: Evaluation, groups: list[str], settings: dict[s
             "processes": ranks[1] if ranks else 1}
 
 
-def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: Path, *,
+def evaluate_run(models: Sequence[Any], data: Any, groups: str | Sequence[str], out: Path, *,
                  task: str | None = None, weights: Sequence[str] = (), meta: Sequence[str] = (),
                  names: Sequence[str] = (), trust_checkpoint: bool = False, normalize: str | None = None,
                  reference: str = "auto", limit: int | None = None, classes: Sequence[str] = (),
@@ -318,6 +318,7 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: Sequence[str], out: P
         from .parquet_out import require
 
         require()
+    groups = [groups] if isinstance(groups, str) else list(groups)  # one spec string is one group
     o = SimpleNamespace(**locals())
     o.out, o.started = Path(out), _dt.datetime.now(_dt.timezone.utc)
     o.part, o.ranks = _split_mode(shard)

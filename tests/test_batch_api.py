@@ -94,3 +94,17 @@ def test_assert_orbit_equivariant_names_the_worst_element():
     assert_orbit_equivariant(sample_models.build_sample("mnist-c4"), "rotation:step=90", images, tol=1e-6)
     with pytest.raises(AssertionError, match=r"worst element \d+ \(angle=(90|180|270)\) on sample \d+ has equivariance_error"):
         assert_orbit_equivariant(sample_models.build_sample("mnist-cnn"), "rotation:step=90", images)
+
+
+def test_one_group_string_is_one_group_in_every_entry(tmp_path):
+    """evaluate_run / search_run with groups as one string: one group, not one per character."""
+    from nero_cli.breaking import search_run
+
+    res = nero_cli.evaluate_run(["sample:mnist-cnn"], "sample:mnist500", "rotation:step=90", tmp_path / "run",
+                                limit=2, plots=False, floor=False)
+    assert list(res.summary["metrics"]["mnist-cnn"]) == ["rotation"]
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["options"]["groups"] == ["rotation:step=90"] and list(info["groups"]) == ["rotation"]
+    s = search_run(["sample:mnist-cnn"], "sample:mnist500", "rotation:step=90", tmp_path / "search", limit=2, plots=False)
+    assert json.loads((tmp_path / "search" / "run.json").read_text())["options"]["groups"] == ["rotation:step=90"]
+    assert len(s.table) == 2

@@ -163,3 +163,39 @@ def test_limit_warning_suggests_only_options_of_nero_layers(tmp_path) -> None:
                      device="cpu", plots=False)
     (w,) = [w for w in res.warnings if "--limit" in w]
     assert w.startswith("--limit 2 covers class 0 of 10") and "--sample" not in w
+
+
+@pytest.mark.parametrize("form", ["array", "dict", "dict+labels", "tensor"])
+def test_in_memory_data_as_in_the_rest_of_the_api(form: str) -> None:
+    """Arrays, a dict of arrays or a tensor as data (as nero_cli.evaluate and lie take them), not only --data strings."""
+    import numpy as np
+    import sample_models
+
+    z = np.load(sample_models.data_path("mnist500"))
+    images = z["images"][:3]
+    data = {"array": images, "dict": {"images": images}, "dict+labels": {"images": images, "labels": z["labels"][:3]},
+            "tensor": torch.from_numpy(images)}[form]
+    got = layers(_plain_cnn(), data, ["shift:extent=1,step=1"], device="cpu")
+    want = layers([_plain_cnn()], "sample:mnist500", "shift:extent=1,step=1", limit=3, device="cpu")
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_several_groups_are_refused_not_cut_to_the_last(tmp_path) -> None:
+    with pytest.raises(OptionError, match="one --group per run"):
+        layers([_plain_cnn()], "sample:mnist500", ["shift:extent=1,step=1", "rotation:step=90"], limit=2)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["layers", "sample:mnist-cnn", "--data", "sample:mnist500", "--limit", "2",
+                                   "--group", "shift:extent=1,step=1", "--group", "rotation:start=-90,stop=90,step=90",
+                                   "--out", str(out)])
+    assert res.exit_code == 2 and "run it once per group" in res.output and not out.exists()
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("model, data, group", [("sample:flownet", "sample:piv64", "shift"),
+                                                ("sample:pointnet", "sample:shapes200", "rotation")])
+def test_the_task_is_refused_before_its_groups(tmp_path, model: str, data: str, group: str) -> None:
+    """A flow or point-cloud model: the message is that nero layers measures classifiers, not the task's valid groups."""
+    res = CliRunner().invoke(app, ["layers", model, "--data", data, "--group", group, "--limit", "2",
+                                   "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "measures image classifiers" in res.output, res.output
+    assert "valid:" not in res.output

@@ -349,3 +349,13 @@ def test_the_command_along_the_orbit(tmp_path) -> None:  # noqa: ANN001
     summary = json.loads((out / "summary.json").read_text())
     values = summary["metrics"]["mnist-c4"]["rotation"]["lie_derivative_by_element"]
     np.testing.assert_allclose(values, values[0], rtol=1e-4)  # the C4 model: the same at every quarter turn
+
+
+def test_several_groups_are_refused_not_cut_to_the_last(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(OptionError, match="one --group per run"):
+        L.lie(["sample:mnist-cnn"], "sample:mnist500", ["rotation", "shift"], limit=2)
+    assert len(L.lie(["sample:mnist-cnn"], "sample:mnist500", ["rotation"], limit=2)) == 2
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["lie", "sample:flownet", "--data", "sample:piv64", "--group", "rotation",
+                                   "--group", "shift", "--group", "scale", "--limit", "3", "--out", str(out)])
+    assert res.exit_code == 2 and "run it once per group" in res.output and not out.exists()
