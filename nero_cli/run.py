@@ -319,6 +319,9 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: str | Sequence[str], 
 
         require()
     groups = [groups] if isinstance(groups, str) else list(groups)  # one spec string is one group
+    from .api import as_data  # arrays, tensors or a torch Dataset, as nero_cli.evaluate takes them
+
+    data = as_data(data, task)
     o = SimpleNamespace(**locals())
     o.out, o.started = Path(out), _dt.datetime.now(_dt.timezone.utc)
     o.part, o.ranks = _split_mode(shard)

@@ -108,3 +108,17 @@ def test_one_group_string_is_one_group_in_every_entry(tmp_path):
     s = search_run(["sample:mnist-cnn"], "sample:mnist500", "rotation:step=90", tmp_path / "search", limit=2, plots=False)
     assert json.loads((tmp_path / "search" / "run.json").read_text())["options"]["groups"] == ["rotation:step=90"]
     assert len(s.table) == 2
+
+
+def test_evaluate_run_takes_arrays_as_evaluate_does(tmp_path):
+    """In-memory data (an array, a dict of arrays) writes the same rows as the same data in a file."""
+    d = np.load(sample_models.data_path("mnist500"))
+    images, labels = d["images"][:4], d["labels"][:4]
+    np.savez(tmp_path / "four.npz", images=images, labels=labels)
+    args = dict(plots=False, floor=False)
+    nero_cli.evaluate_run(["sample:mnist-cnn"], str(tmp_path / "four.npz"), "rotation:step=90", tmp_path / "f", **args)
+    nero_cli.evaluate_run(["sample:mnist-cnn"], {"images": images, "labels": labels}, "rotation:step=90",
+                          tmp_path / "a", **args)
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "f" / "results.csv").read_bytes()
+    nero_cli.evaluate_run(["sample:mnist-cnn"], images, "rotation:step=90", tmp_path / "u", reference="consensus", **args)
+    assert len(pd.read_csv(tmp_path / "u" / "results.csv")) == 16
