@@ -38,6 +38,7 @@ from .resampling import coverage_warnings
 from .runner import LONG_RUN_SECONDS
 from .shard import chunk_samples, distributed, finish_distributed, parse_shard, receive_rows, send_rows, shard_positions
 from .spill import SpillReader
+from .dataset import Dataset
 from .stream import RunStream, Totals
 from .summary import aggregate, summarise
 
@@ -319,9 +320,10 @@ def evaluate_run(models: Sequence[Any], data: Any, groups: str | Sequence[str], 
 
         require()
     groups = [groups] if isinstance(groups, str) else list(groups)  # one spec string is one group
-    from .api import as_data  # arrays, tensors or a torch Dataset, as nero_cli.evaluate takes them
+    if not isinstance(data, (str, Path, Dataset)):  # arrays, tensors, a torch Dataset: as nero_cli.evaluate takes them
+        from .api import as_data  # imports pandas: only for in-memory data
 
-    data = as_data(data, task)
+        data = as_data(data, task)
     o = SimpleNamespace(**locals())
     o.out, o.started = Path(out), _dt.datetime.now(_dt.timezone.utc)
     o.part, o.ranks = _split_mode(shard)
