@@ -132,13 +132,19 @@ def _faults(mode: str, **env: str) -> dict:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_the_cli_keeps_freed_memory_for_the_next_pass():
-    off, on = _faults("off"), _faults("on")
+    on = _faults("on")
+    # glibc's own heuristics decide when it hands pages back: now and then a default process keeps
+    # them over all twenty passes too, and could then not show the difference; measure it again
+    offs = [_faults("off")]
+    while offs[-1]["faults"] <= 4 * 1563 and len(offs) < 4:
+        offs.append(_faults("off"))
+    off = offs[-1]
     assert on["set"] and not off["set"]
     # by default glibc hands the activations' pages back after most passes and the next pass
     # faults them in again (1,000 to 10,000 faults a pass here, by its heuristics of the moment);
     # kept, the same pages serve every pass: at most the heap's growth by a few 6.4 MB
     # activations (1,563 pages each) once, over the twenty passes (seen: 0, or 3,136)
-    assert on["faults"] <= 4 * 1563 < off["faults"], (off, on)
+    assert on["faults"] <= 4 * 1563 < off["faults"], (offs, on)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
