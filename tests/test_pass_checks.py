@@ -130,14 +130,19 @@ def _faults(mode: str, **env: str) -> dict:
     return json.loads(p.stdout)
 
 
+def _faults_shown(mode: str, **env: str) -> list[dict]:
+    """Measurements of a process whose allocator nero leaves at glibc's defaults, until one shows the
+    pages handed back (four at most): glibc's own heuristics decide when it returns them, and now
+    and then a default process keeps them over all twenty passes too, showing no difference."""
+    tries = [_faults(mode, **env)]
+    while tries[-1]["faults"] <= 4 * 1563 and len(tries) < 4:
+        tries.append(_faults(mode, **env))
+    return tries
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_the_cli_keeps_freed_memory_for_the_next_pass():
-    on = _faults("on")
-    # glibc's own heuristics decide when it hands pages back: now and then a default process keeps
-    # them over all twenty passes too, and could then not show the difference; measure it again
-    offs = [_faults("off")]
-    while offs[-1]["faults"] <= 4 * 1563 and len(offs) < 4:
-        offs.append(_faults("off"))
+    on, offs = _faults("on"), _faults_shown("off")
     off = offs[-1]
     assert on["set"] and not off["set"]
     # by default glibc hands the activations' pages back after most passes and the next pass
@@ -151,8 +156,8 @@ def test_the_cli_keeps_freed_memory_for_the_next_pass():
 def test_a_user_chosen_allocator_is_left_alone():
     assert heap.user_tuned({"MALLOC_ARENA_MAX": "2"}) and heap.user_tuned({"LD_PRELOAD": "libjemalloc.so"})
     assert heap.user_tuned({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}) and not heap.user_tuned({"HOME": "/"})
-    got = _faults("on", MALLOC_ARENA_MAX="2")
-    assert not got["set"] and got["faults"] > 4 * 1563
+    tries = _faults_shown("on", MALLOC_ARENA_MAX="2")
+    assert not any(t["set"] for t in tries) and tries[-1]["faults"] > 4 * 1563, tries
 
 
 def test_only_a_command_that_runs_a_model_sets_it(monkeypatch, tmp_path):
