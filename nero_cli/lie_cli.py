@@ -85,8 +85,7 @@ def add_command(app: Any, guard: Callable[[Callable[[], Any]], Any]) -> None:
 
             result = lie_run(models, data, group, out, task=task, method=method, step=step, batch_size=batch_size,
                              along=along, device=device, plots=not no_plots, overwrite=overwrite,
-                             command=["nero", *sys.argv[1:]],
-                             weights=weights or [], meta=meta or [], names=name or [],
+                             command=["nero", *sys.argv[1:]], weights=weights or [], meta=meta or [], names=name or [],
                              trust_checkpoint=trust_checkpoint, random_init=random_init, normalize=normalize,
                              limit=limit, sample=sample, seed=seed)
             for w in result.warnings:
