@@ -247,8 +247,9 @@ def _remove_own(folder: Path, kind: str) -> None:
     if not foreign_files(folder, kind):
         shutil.rmtree(folder)
         return
-    for name in (manifest(folder, kind) or {}).get("files", []):
-        (folder / name).unlink(missing_ok=True)
+    inside = set(listing(folder))  # a manifest's names, but only files that are in the folder
+    for name in inside.intersection((manifest(folder, kind) or {}).get("files", [])):
+        (folder / name).unlink()
     for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
         if not any(d.iterdir()):
             d.rmdir()

@@ -243,9 +243,11 @@ def test_a_replaced_folder_loses_only_the_files_its_manifest_lists(tmp_path):
     (old / "plots").mkdir(parents=True)
     (old / "plots" / "a.png").write_text("x")
     (old / "notes.txt").write_text("mine")  # came after the check
-    (old / "run.json").write_text(json.dumps({"written_by": "nero", "files": ["plots/a.png", "run.json"]}))
+    (tmp_path / "outside.txt").write_text("mine too")
+    (old / "run.json").write_text(json.dumps({"written_by": "nero", "files": ["plots/a.png", "run.json", "../outside.txt"]}))
     outdir._remove_own(old, "run")
     assert outdir.listing(old) == ["notes.txt"] and (old / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "outside.txt").read_text() == "mine too"  # an edited manifest reaches nothing outside
 
 
 def test_a_full_disk_names_the_file_or_the_output(tmp_path, monkeypatch):
