@@ -138,10 +138,8 @@ class NpzArchive:
                         if plain:
                             crc = zlib.crc32(block, crc)
                     if plain and crc != info.CRC:
-                        raise DataError(f"{self.path}: not a readable .npz file (BadZipFile: Bad CRC-32 for file "
-                                        f"'{info.filename}'; the archive is damaged: write or copy it again)")
-        except DataError:
-            raise
+                        raise zipfile.BadZipFile(f"Bad CRC-32 for file '{info.filename}'; the archive is damaged: "
+                                                 "write or copy it again")
         except Exception as exc:  # noqa: BLE001 - a damaged or truncated archive
             raise damaged(self.path, exc) from None
         return h.hexdigest()
